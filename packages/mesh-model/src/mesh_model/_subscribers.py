@@ -18,11 +18,15 @@ class HandlerSubscription:
 
     def __init__(self, owner: Subscribers, handler: ChangeHandler) -> None:
         self._owner = owner
-        self._handler = handler
+        self.handler = handler
 
     def cancel(self) -> None:
-        """Stop calling the handler."""
-        self._owner.remove(self._handler)
+        """Stop calling the handler.
+
+        Only this registration ends: the same handler subscribed twice keeps its other registration, however
+        often this one is cancelled.
+        """
+        self._owner.remove(self)
 
 
 @final
@@ -31,26 +35,27 @@ class Subscribers:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._handlers: list[ChangeHandler] = []
+        self._subscriptions: list[HandlerSubscription] = []
 
     def add(self, handler: ChangeHandler) -> HandlerSubscription:
+        subscription = HandlerSubscription(self, handler)
         with self._lock:
-            self._handlers.append(handler)
-        return HandlerSubscription(self, handler)
+            self._subscriptions.append(subscription)
+        return subscription
 
-    def remove(self, handler: ChangeHandler) -> None:
+    def remove(self, subscription: HandlerSubscription) -> None:
         with self._lock:
-            if handler in self._handlers:
-                self._handlers.remove(handler)
+            # By identity: two registrations of one handler are distinct.
+            self._subscriptions = [kept for kept in self._subscriptions if kept is not subscription]
 
     def emit(self, changes: ChangeSet) -> None:
         """Call every handler with ``changes``; a failing handler is logged and the others still run."""
         if not changes:
             return
         with self._lock:
-            handlers = list(self._handlers)
-        for handler in handlers:
+            subscriptions = list(self._subscriptions)
+        for subscription in subscriptions:
             try:
-                handler(changes)
+                subscription.handler(changes)
             except Exception:
-                _log.exception("registry change handler %r failed on %d changes", handler, len(changes))
+                _log.exception("registry change handler %r failed on %d changes", subscription.handler, len(changes))

@@ -62,10 +62,13 @@ class AggregateRegistry:
         """Add a member at ``index`` in the precedence order (last when ``None``).
 
         Raises:
-            RegistryError: the registry is already a member, or does not implement ServiceRegistry.
+            RegistryError: the registry is already a member, does not implement ServiceRegistry, or is this
+                aggregate or one that contains it (which would loop forever).
         """
         if not isinstance(registry, ServiceRegistry):
             raise RegistryError(f"{type(registry).__name__} does not implement ServiceRegistry")
+        if _contains(registry, self):
+            raise RegistryError(f"registry {registry.name!r} is or contains {self._name!r}; it cannot be its member")
         with self._lock:
             if any(member is registry for member, _ in self._members):
                 raise RegistryError(f"registry {registry.name!r} is already a member of {self._name!r}")
@@ -119,6 +122,12 @@ class AggregateRegistry:
     def subscribe(self, handler: ChangeHandler) -> Subscription:
         """Call ``handler`` after a change in any member (see :class:`~mesh_model.ServiceRegistry`)."""
         return self._subscribers.add(handler)
+
+
+def _contains(registry: ServiceRegistry, target: AggregateRegistry) -> bool:
+    if registry is target:
+        return True
+    return isinstance(registry, AggregateRegistry) and any(_contains(member, target) for member in registry.registries)
 
 
 def _everything(registry: ServiceRegistry) -> ChangeSet:

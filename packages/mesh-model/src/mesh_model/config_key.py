@@ -13,6 +13,9 @@ from typing import final
 
 import attrs
 
+from mesh_model._text import describe
+from mesh_model.errors import InvalidValueError
+
 __all__ = ["ChangeSet", "ConfigKey", "Kind"]
 
 
@@ -63,12 +66,21 @@ class ConfigKey:
     namespace: str
     name: str
 
+    def __attrs_post_init__(self) -> None:
+        for field, value in (("kind", self.kind), ("namespace", self.namespace), ("name", self.name)):
+            if not isinstance(value, str):
+                raise InvalidValueError(f"config key {field} must be a string, not {describe(value)}")
+
     def __str__(self) -> str:
         return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else f"{self.kind} {self.name}"
 
 
 def _to_keys(value: Iterable[ConfigKey]) -> frozenset[ConfigKey]:
-    return frozenset(value)
+    keys = frozenset(value)
+    for key in keys:
+        if not isinstance(key, ConfigKey):
+            raise InvalidValueError(f"a change set holds ConfigKey values, not {describe(key)}")
+    return keys
 
 
 @final
@@ -99,12 +111,14 @@ class ChangeSet:
     def __bool__(self) -> bool:
         return bool(self.keys)
 
-    def __or__(self, other: ChangeSet) -> ChangeSet:
+    def __or__(self, other: object) -> ChangeSet:
+        if not isinstance(other, ChangeSet):
+            return NotImplemented
         return self.merge(other)
 
     def merge(self, other: ChangeSet | Iterable[ConfigKey]) -> ChangeSet:
         """The union of two change sets."""
-        extra = other.keys if isinstance(other, ChangeSet) else frozenset(other)
+        extra = other.keys if isinstance(other, ChangeSet) else _to_keys(other)
         return ChangeSet(self.keys | extra)
 
     @property

@@ -7,8 +7,8 @@ from typing import final
 
 import attrs
 
-from mesh_model._address import check_endpoint_address, check_port
-from mesh_model._convert import to_labels, to_port_map
+from mesh_model._address import check_endpoint_address, check_port, check_weight
+from mesh_model._convert import to_labels, to_locality, to_port_map
 from mesh_model._text import describe
 from mesh_model.errors import InvalidServiceError
 from mesh_model.labels import Labels
@@ -16,8 +16,6 @@ from mesh_model.locality import Locality
 from mesh_model.service import ServicePort
 
 __all__ = ["Endpoint", "HealthStatus", "TlsMode"]
-
-_MAX_WEIGHT = 2**32 - 1
 
 
 class TlsMode(enum.Enum):
@@ -63,7 +61,7 @@ class Endpoint:
     ports: tuple[tuple[str, int], ...] = attrs.field(default=(), converter=to_port_map)
     labels: Labels = attrs.field(factory=Labels, converter=to_labels)
     service_account: str = ""
-    locality: Locality = attrs.field(factory=Locality)
+    locality: Locality = attrs.field(factory=Locality, converter=to_locality)
     weight: int = 1
     health: HealthStatus = HealthStatus.HEALTHY
     tls_mode: TlsMode = TlsMode.DISABLED
@@ -77,10 +75,11 @@ class Endpoint:
         where = f"endpoint {self.address}"
         for name, number in self.ports:
             check_port(f"{where}: port {describe(name)}", number)
-        if isinstance(self.weight, bool) or not isinstance(self.weight, int):
-            raise InvalidServiceError(f"{where}: weight {describe(self.weight)} is not an integer")
-        if not 1 <= self.weight <= _MAX_WEIGHT:
-            raise InvalidServiceError(f"{where}: weight {self.weight} is not in 1..{_MAX_WEIGHT}")
+        check_weight(f"{where}: weight", self.weight)
+        if not isinstance(self.health, HealthStatus):
+            raise InvalidServiceError(f"{where}: health {describe(self.health)} is not a HealthStatus")
+        if not isinstance(self.tls_mode, TlsMode):
+            raise InvalidServiceError(f"{where}: tls_mode {describe(self.tls_mode)} is not a TlsMode")
 
     @property
     def port_map(self) -> dict[str, int]:

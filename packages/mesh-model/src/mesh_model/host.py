@@ -44,11 +44,25 @@ _WILDCARD_LABEL = re.compile(r"\*(-?[a-z0-9]([-a-z0-9]*[a-z0-9])?)?\Z")
 
 
 def _is_ip(text: str) -> bool:
+    # An IPv6 zone ("fe80::1%eth0") may hold any character, white space included: it is no host.
+    if "%" in text:
+        return False
     try:
         ipaddress.ip_address(text)
     except ValueError:
         return False
     return True
+
+
+def _validate(text: str, original: str) -> None:
+    """Check a lower-case host without a trailing dot; messages quote ``original``, what the user wrote."""
+    if not text:
+        raise InvalidHostError(f"host {describe(original)} is empty")
+    if len(text) > _MAX_LENGTH:
+        raise InvalidHostError(f"host {describe(original)} is longer than {_MAX_LENGTH} characters")
+    if text == "*" or _is_ip(text):
+        return
+    _check_dns_name(text, original)
 
 
 def _check_dns_name(text: str, original: str) -> None:
@@ -94,15 +108,9 @@ class Hostname:
         text = self.value
         if not isinstance(text, str):
             raise InvalidHostError(f"host must be a string, not {type(text).__name__}")
-        if not text:
-            raise InvalidHostError("host is empty")
-        if len(text) > _MAX_LENGTH:
-            raise InvalidHostError(f"host {describe(text)} is longer than {_MAX_LENGTH} characters")
-        if text != text.lower() or text.endswith("."):
+        if text != text.lower() or text.endswith(".") or (_is_ip(text) and str(ipaddress.ip_address(text)) != text):
             raise InvalidHostError(f"host {describe(text)} is not normalised; use Hostname.parse")
-        if text == "*" or _is_ip(text):
-            return
-        _check_dns_name(text, text)
+        _validate(text, text)
 
     @classmethod
     def parse(cls, text: str) -> Hostname:
@@ -120,9 +128,9 @@ class Hostname:
             value = value[:-1]
         if not value.isascii():
             raise InvalidHostError(f"host {describe(text)} has non-ASCII characters; use its punycode form")
-        if _is_ip(value):
-            return cls(str(ipaddress.ip_address(value)))
-        return cls(value.lower())
+        value = str(ipaddress.ip_address(value)) if _is_ip(value) else value.lower()
+        _validate(value, text)
+        return cls(value)
 
     def __str__(self) -> str:
         return self.value
@@ -202,7 +210,8 @@ def resolve_short_name(name: str, namespace: str, *, domain_suffix: str = DEFAUL
         InvalidHostError: the name, or the name it resolves to, is not a valid host.
     """
     parsed = Hostname.parse(name)
-    if parsed.value == "*" or parsed.is_ip or "." in parsed.value:
+    # "reviews." is fully qualified too: its trailing dot is what makes it so.
+    if parsed.value == "*" or parsed.is_ip or "." in name:
         return parsed
     if not namespace:
         raise InvalidHostError(f"short host {describe(name)} needs a namespace to resolve against")

@@ -95,6 +95,13 @@ class Labels(Mapping[str, str]):
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Labels is immutable")
 
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("Labels is immutable")
+
+    def __reduce__(self) -> tuple[type[Labels], tuple[dict[str, str]]]:
+        # The default protocol would restore the slots with setattr, which immutability forbids.
+        return (Labels, (dict(self._items),))
+
     def __getitem__(self, key: str) -> str:
         return self._items[key]
 

@@ -42,11 +42,15 @@ class Locality:
     subzone: str = ""
 
     def __attrs_post_init__(self) -> None:
-        text = str(self)
-        for level in (self.region, self.zone, self.subzone):
+        levels = (self.region, self.zone, self.subzone)
+        for level in levels:
             if not isinstance(level, str):
                 raise InvalidLocalityError(f"locality levels must be strings, not {type(level).__name__}")
+        text = str(self)
+        for level in levels:
             _check_level(text, level)
+        if len(text) > _MAX_LENGTH:
+            raise InvalidLocalityError(f"locality {describe(text)} is longer than {_MAX_LENGTH} characters")
         if (self.subzone and not self.zone) or (self.zone and not self.region):
             raise InvalidLocalityError(f"locality {describe(text)}: a lower level needs every level above it")
 
@@ -71,6 +75,8 @@ class Locality:
         for part in parts:
             _check_level(text, part)
         region, zone, subzone = (*parts, "", "")[:3]
+        if (subzone and not zone) or (zone and not region):
+            raise InvalidLocalityError(f"locality {describe(text)}: a lower level needs every level above it")
         return cls(region, zone, subzone)
 
     def __str__(self) -> str:

@@ -121,6 +121,8 @@ class InMemoryRegistry:
         Raises:
             RegistryError: the service is not in this registry, or an item is not an Endpoint.
         """
+        if isinstance(endpoints, Endpoint | str) or not isinstance(endpoints, Iterable):
+            raise RegistryError(f"expected an iterable of Endpoint values for {key}, got {type(endpoints).__name__}")
         items = tuple(endpoints)
         for item in items:
             if not isinstance(item, Endpoint):

@@ -121,7 +121,8 @@ def protocol_from_port(
     ``kubernetes.io/ws`` and ``kubernetes.io/wss`` included); else the port name's prefix before the first
     ``-`` (``grpc-web`` is recognised whole). A port that is still unknown is TCP on the well-known ports
     25, 53, 3306 and 27017, and :attr:`Protocol.UNSUPPORTED` (sniffed) otherwise. A name can never select
-    UDP, only the transport can: a port named ``udp-dns`` on a TCP transport is TCP.
+    UDP, only the transport can: a port named ``udp-dns`` on a TCP transport is TCP. Nor can it select
+    ``HBONE``, Istio's own tunnel: a port named ``hbone`` is unknown.
 
     Args:
         number: the service port number.
@@ -143,6 +144,9 @@ def protocol_from_port(
     protocol = Protocol.lookup(prefix) or Protocol.UNSUPPORTED
     if protocol is Protocol.UDP:
         return Protocol.TCP
+    if protocol is Protocol.HBONE:
+        # Istio's tunnel, never a port's declared protocol: its ConvertProtocol does not know the name.
+        protocol = Protocol.UNSUPPORTED
     if protocol is Protocol.UNSUPPORTED and number in _WELL_KNOWN_TCP_PORTS:
         return Protocol.TCP
     return protocol

@@ -28,7 +28,8 @@ __all__ = ["InterceptionMode", "NodeMetadata", "NodeType", "Proxy"]
 
 _SEPARATOR = "~"
 _MAX_NODE_ID = 4096
-_VERSION = re.compile(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?\Z")
+# ASCII digits only, and few of them: int() of a 5000-digit string raises ValueError.
+_VERSION = re.compile(r"([0-9]{1,9})(?:\.([0-9]{1,9}))?(?:\.([0-9]{1,9}))?\Z")
 
 
 class NodeType(enum.Enum):
@@ -144,6 +145,9 @@ class NodeMetadata:
             raise InvalidProxyError(f"node metadata must be an object, not {type(metadata).__name__}")
         mode_text = _string(metadata, "INTERCEPTION_MODE") or InterceptionMode.REDIRECT.value
         try:
+            # isascii: str.upper() maps some non-ASCII letters to ASCII (a dotless i in "redirect" would pass).
+            if not mode_text.isascii():
+                raise ValueError(mode_text)
             mode = InterceptionMode(mode_text.upper())
         except ValueError:
             known = ", ".join(m.value for m in InterceptionMode)
@@ -235,12 +239,18 @@ class Proxy:
                 raise InvalidProxyError(
                     f"node id {describe(node_id)}: {describe(ip_text)} is not an IP address"
                 ) from None
-        if isinstance(locality, str):
+        if locality is None:
+            locality = Locality()
+        elif isinstance(locality, str):
             try:
                 locality = Locality.parse(locality)
             except InvalidLocalityError as error:
                 raise InvalidProxyError(f"node locality: {error}") from None
-        return cls(node_type, addresses, proxy_id, dns_domain, parsed, locality or Locality())
+        elif not isinstance(locality, Locality):
+            raise InvalidProxyError(
+                f"node locality must be a Locality or a region/zone/subzone string, not {describe(locality)}"
+            )
+        return cls(node_type, addresses, proxy_id, dns_domain, parsed, locality)
 
     @property
     def node_id(self) -> str:

@@ -10,7 +10,7 @@ from typing import final
 import attrs
 
 from mesh_model._address import check_ip_or_cidr, check_port
-from mesh_model._convert import to_frozenset, to_hostname, to_labels, to_tuple
+from mesh_model._convert import to_frozenset, to_hostname, to_labels, to_selector, to_tuple
 from mesh_model._text import describe
 from mesh_model.config_key import ConfigKey
 from mesh_model.errors import InvalidServiceError
@@ -48,7 +48,9 @@ class MeshLocation(enum.Enum):
 
 def check_namespace(what: str, namespace: object) -> None:
     """Raise InvalidServiceError unless ``namespace`` is a DNS-1123 label."""
-    if not isinstance(namespace, str) or not namespace:
+    if not isinstance(namespace, str):
+        raise InvalidServiceError(f"{what} must be a string, not {describe(namespace)}")
+    if not namespace:
         raise InvalidServiceError(f"{what} is empty")
     if len(namespace) > 63 or not _NAMESPACE.match(namespace):
         raise InvalidServiceError(f"{what} {describe(namespace)} must be at most 63 lower-case letters, digits or '-'")
@@ -96,13 +98,21 @@ class ServiceKey:
     """
 
     namespace: str
-    hostname: Hostname = attrs.field(order=lambda host: host.value)
+    hostname: Hostname = attrs.field(converter=to_hostname, order=lambda host: host.value)
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.namespace, str):
+            raise InvalidServiceError(f"service key namespace must be a string, not {describe(self.namespace)}")
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.hostname}"
 
 
-def _to_ports(value: Iterable[ServicePort]) -> tuple[ServicePort, ...]:
+def _to_ports(value: Iterable[ServicePort] | ServicePort) -> tuple[ServicePort, ...]:
+    if isinstance(value, ServicePort):
+        return (value,)
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise InvalidServiceError(f"ports must be an iterable of ServicePort values, not {describe(value)}")
     return tuple(value)
 
 
@@ -136,7 +146,7 @@ class Service:
     labels: Labels = attrs.field(factory=Labels, converter=to_labels)
     export_to: frozenset[str] = attrs.field(default=frozenset({"*"}), converter=to_frozenset)
     service_accounts: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
-    selector: LabelSelector | None = None
+    selector: LabelSelector | None = attrs.field(default=None, converter=to_selector)
     origin: ConfigKey | None = None
 
     def __attrs_post_init__(self) -> None:
@@ -155,6 +165,10 @@ class Service:
             names.add(port.name)
         for address in self.addresses:
             check_ip_or_cidr(f"{where}: address", address)
+        if not isinstance(self.resolution, Resolution):
+            raise InvalidServiceError(f"{where}: resolution {describe(self.resolution)} is not a Resolution")
+        if not isinstance(self.location, MeshLocation):
+            raise InvalidServiceError(f"{where}: location {describe(self.location)} is not a MeshLocation")
         for entry in self.export_to:
             if entry not in ("*", ".", "~"):
                 check_namespace(f"{where}: exportTo entry", entry)
@@ -175,6 +189,8 @@ class Service:
     def is_visible_from(self, namespace: str) -> bool:
         """True when ``export_to`` lets clients in ``namespace`` see the service."""
         return any(
-            entry == "*" or entry == namespace or (entry == "." and namespace == self.namespace)
+            entry == "*"
+            or (entry == "." and namespace == self.namespace)
+            or (entry not in (".", "~") and entry == namespace)
             for entry in self.export_to
         )

@@ -21,7 +21,9 @@ _SEGMENT = re.compile(r"[A-Za-z0-9._-]+\Z")
 
 
 def _check_trust_domain(trust_domain: str) -> None:
-    if not isinstance(trust_domain, str) or not trust_domain:
+    if not isinstance(trust_domain, str):
+        raise InvalidSpiffeIdError(f"trust domain must be a string, not {type(trust_domain).__name__}")
+    if not trust_domain:
         raise InvalidSpiffeIdError("trust domain is empty")
     if len(trust_domain) > 255 or not _TRUST_DOMAIN.match(trust_domain):
         raise InvalidSpiffeIdError(
@@ -30,7 +32,9 @@ def _check_trust_domain(trust_domain: str) -> None:
 
 
 def _check_segment(what: str, value: str) -> None:
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str):
+        raise InvalidSpiffeIdError(f"{what} must be a string, not {type(value).__name__}")
+    if not value:
         raise InvalidSpiffeIdError(f"{what} is empty")
     if value in (".", "..") or not _SEGMENT.match(value):
         raise InvalidSpiffeIdError(
@@ -72,7 +76,8 @@ class SpiffeId:
             raise InvalidSpiffeIdError(f"SPIFFE id must be a string, not {type(text).__name__}")
         if len(text) > _MAX_LENGTH:
             raise InvalidSpiffeIdError(f"SPIFFE id {describe(text)} is longer than {_MAX_LENGTH} characters")
-        if text[: len(SPIFFE_SCHEME)].lower() != SPIFFE_SCHEME:
+        # Case-sensitive, as in Istio and go-spiffe: an identity has exactly one spelling.
+        if not text.startswith(SPIFFE_SCHEME):
             raise InvalidSpiffeIdError(f"SPIFFE id {describe(text)} does not start with {SPIFFE_SCHEME!r}")
         rest = text[len(SPIFFE_SCHEME) :]
         if any(ch in rest for ch in "?#%"):

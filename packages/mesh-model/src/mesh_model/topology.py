@@ -68,10 +68,14 @@ class ServiceGraph:
         if not isinstance(source, ServiceKey | WorkloadKey):
             raise InvalidValueError(f"call source must be a ServiceKey or WorkloadKey, not {type(source).__name__}")
         _check(target, ServiceKey)
-        if not self._graph.has_edge(source, target):
-            self._graph.add_edge(source, target, reasons=set())
         if reason is not None:
-            self._graph.edges[source, target]["reasons"].add(reason)
+            _check(reason, ConfigKey)
+        if not self._graph.has_edge(source, target):
+            self._graph.add_edge(source, target, reasons=frozenset())
+        if reason is not None:
+            # A new frozenset, never a set changed in place: to_networkx() copies share edge attributes.
+            edge = self._graph.edges[source, target]
+            edge["reasons"] = edge["reasons"] | {reason}
 
     def services(self) -> frozenset[ServiceKey]:
         """Every service in the graph."""
@@ -120,6 +124,8 @@ class ServiceGraph:
 
         A cycle of one service is a service that may call itself.
         """
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise InvalidValueError(f"cycle limit must be an integer of 0 or more, not {limit!r}")
         services_only = self._graph.subgraph(self.services())
         found: list[list[ServiceKey]] = []
         for cycle in itertools.islice(nx.simple_cycles(services_only), limit):
@@ -131,7 +137,9 @@ class ServiceGraph:
     def unreachable(self, entry_points: Iterable[Node]) -> frozenset[ServiceKey]:
         """The services that no path of calls from ``entry_points`` (gateways, say) reaches.
 
-        Entry points that are services count as reached.
+        Paths follow call edges only: entry points that are services count as reached, but a workload entry
+        point reaches only what it calls itself, not the services it is a member of (use
+        :meth:`dependencies` for a workload's view through its services).
         """
         reached: set[Node] = set()
         for entry in entry_points:

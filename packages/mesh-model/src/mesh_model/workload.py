@@ -7,8 +7,9 @@ from typing import final
 
 import attrs
 
-from mesh_model._address import check_endpoint_address
-from mesh_model._convert import to_labels, to_port_map, to_tuple
+from mesh_model._address import check_endpoint_address, check_port, check_weight
+from mesh_model._convert import to_labels, to_locality, to_port_map, to_tuple
+from mesh_model._text import describe
 from mesh_model.endpoint import Endpoint, TlsMode
 from mesh_model.errors import InvalidServiceError
 from mesh_model.labels import Labels
@@ -36,8 +37,16 @@ class WorkloadKey:
         return f"{self.namespace}/{self.name}"
 
 
-def _to_keys(value: Iterable[ServiceKey]) -> frozenset[ServiceKey]:
-    return frozenset(value)
+def _to_keys(value: Iterable[ServiceKey] | ServiceKey) -> frozenset[ServiceKey]:
+    if isinstance(value, ServiceKey):
+        return frozenset((value,))
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise InvalidServiceError(f"workload services must be ServiceKey values, not {describe(value)}")
+    keys = frozenset(value)
+    for key in keys:
+        if not isinstance(key, ServiceKey):
+            raise InvalidServiceError(f"workload services must be ServiceKey values, not {describe(key)}")
+    return keys
 
 
 @final
@@ -66,7 +75,7 @@ class Workload:
     labels: Labels = attrs.field(factory=Labels, converter=to_labels)
     service_account: str = ""
     ports: tuple[tuple[str, int], ...] = attrs.field(default=(), converter=to_port_map)
-    locality: Locality = attrs.field(factory=Locality)
+    locality: Locality = attrs.field(factory=Locality, converter=to_locality)
     network: str = ""
     cluster_id: str = ""
     tls_mode: TlsMode = TlsMode.ISTIO
@@ -74,11 +83,20 @@ class Workload:
     services: frozenset[ServiceKey] = attrs.field(default=frozenset(), converter=_to_keys)
 
     def __attrs_post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
+        if not isinstance(self.name, str):
+            raise InvalidServiceError(f"workload name must be a string, not {describe(self.name)}")
+        if not self.name:
             raise InvalidServiceError("workload name is empty")
         check_namespace(f"workload {self.name}: namespace", self.namespace)
+        where = f"workload {self.namespace}/{self.name}"
         for address in self.addresses:
-            check_endpoint_address(f"workload {self.namespace}/{self.name}: address", address)
+            check_endpoint_address(f"{where}: address", address)
+        # Checked here, not first in to_endpoint(), so that a bad workload cannot break a registry's endpoints().
+        for name, number in self.ports:
+            check_port(f"{where}: port {describe(name)}", number)
+        check_weight(f"{where}: weight", self.weight)
+        if not isinstance(self.tls_mode, TlsMode):
+            raise InvalidServiceError(f"{where}: tls_mode {describe(self.tls_mode)} is not a TlsMode")
 
     @property
     def key(self) -> WorkloadKey:
