@@ -38,8 +38,8 @@ test: lint typecheck imports unit
 bench:
 	@echo "make bench: not yet (no benchmark lands before mesh-xds)"
 
-conformance:
-	@echo "make conformance: not yet (it lands with mesh-config's validation)"
+conformance: sync
+	$(UV) run --locked python scripts/conformance.py --corpus ../shared/corpus
 
 demo:
 	@echo "make demo: not yet (it lands with meshd, mesh-agent and meshctl)"

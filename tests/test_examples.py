@@ -9,6 +9,16 @@ import pytest
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 
 EXPECTED = {
+    "config_validate.py": [
+        "accepted PeerAuthentication bookinfo/reviews-strict",
+        "  mtls STRICT, per port {9080: 'PERMISSIVE'}",
+        "skipped Deployment in bookinfo.yaml (not an Istio kind)",
+        "bookinfo.yaml:22:5: error: PeerAuthentication default/ratings-typo: spec.mtls.mode:"
+        ' Unsupported value: "STRCT": supported values: "UNSET", "DISABLE", "PERMISSIVE", "STRICT"',
+        'bookinfo.yaml:20:1: error: PeerAuthentication default/ratings-typo: spec: Invalid value: "object":'
+        " portLevelMtls requires selector",
+        "invalid: 2 errors",
+    ],
     "model_tour.py": [
         "changed: Endpoints default/reviews.default.svc.cluster.local,"
         " Service default/reviews.default.svc.cluster.local,"
@@ -25,6 +35,12 @@ EXPECTED = {
 
 def test_every_example_has_expectations():
     assert {path.name for path in EXAMPLES.glob("*.py")} == set(EXPECTED)
+
+
+def test_meshctl_without_a_command_is_a_usage_error():
+    result = subprocess.run([sys.executable, "-m", "meshctl"], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "usage: meshctl" in result.stderr
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

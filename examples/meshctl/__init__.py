@@ -1,0 +1,1 @@
+"""meshctl: the command line of the mesh control plane (like istioctl)."""
