@@ -30,6 +30,15 @@ EXPECTED = {
         "protocol of port 'grpc-api': GRPC True",
         "dependencies of default/reviews-v1 are ['default/ratings.default.svc.cluster.local']",
     ],
+    "xds_serve.py": [
+        "envoy holds Cluster: reviews",
+        "envoy holds ClusterLoadAssignment: reviews",
+        "envoy holds Listener: reviews",
+        "pushed after the endpoint change: ClusterLoadAssignment",
+        "reviews endpoints: 127.0.10.1, 127.0.10.2",
+        "status: cds SYNCED, eds SYNCED, lds SYNCED",
+        "refused: the snapshot lacks 1 resource: Cluster 'postgres' (referred to by Listener 'db')",
+    ],
 }
 
 
