@@ -225,3 +225,10 @@ def test_a_null_spec_is_refused_with_the_kubernetes_wording():
     text = "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: wp}\nspec:\n"
     result = mesh_config.load_text(text)
     assert 'spec in body must be of type object: "null"' in result.errors[0].format()
+
+
+def test_a_wasm_plugin_without_spec_is_refused_as_the_crd_requires_it():
+    result = mesh_config.load_text(
+        "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: p, namespace: default}\n"
+    )
+    assert [d.format().partition(": error: ")[2] for d in result.errors] == ["WasmPlugin default/p: spec: Required value"]

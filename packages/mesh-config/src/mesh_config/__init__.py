@@ -26,7 +26,7 @@ from mesh_config.errors import (
     NotFoundError,
     StoreError,
 )
-from mesh_config.extensions import Telemetry, WasmPlugin
+from mesh_config.extensions import Telemetry, TrafficExtension, WasmPlugin
 from mesh_config.index import PushContext
 from mesh_config.kinds import ISTIO_GROUPS, KindSpec, all_kinds, kind_for, register_kind
 from mesh_config.limits import LoadLimits
@@ -91,6 +91,7 @@ __all__ = [
     "Sidecar",
     "StoreError",
     "Telemetry",
+    "TrafficExtension",
     "ValidationContext",
     "VirtualService",
     "WasmPlugin",

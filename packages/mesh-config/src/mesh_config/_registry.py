@@ -1,6 +1,6 @@
 """Imports every kind module, so that each registers itself (private)."""
 
-from mesh_config.extensions import telemetry, wasm_plugin  # noqa: F401
+from mesh_config.extensions import telemetry, traffic_extension, wasm_plugin  # noqa: F401
 from mesh_config.networking import (  # noqa: F401
     destination_rule,
     envoy_filter,

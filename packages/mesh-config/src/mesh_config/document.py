@@ -221,10 +221,15 @@ def _load(
             metadata = attrs.evolve(metadata, namespace=default_namespace)
         spec_data = data.get("spec", _ABSENT)
         if spec_data is _ABSENT:
-            if spec.spec_required:
-                problems.append((("spec",), "Required value"))
             spec_data = {}
-        body: Any = structure(spec.spec_type, spec_data, ("spec",), problems)
+            if spec.spec_required:
+                # The API server says "spec: Required value" and nothing about the fields of the missing spec.
+                problems.append((("spec",), "Required value"))
+                body: Any = structure(spec.spec_type, spec_data, ("spec",), [])
+            else:
+                body = structure(spec.spec_type, spec_data, ("spec",), problems)
+        else:
+            body = structure(spec.spec_type, spec_data, ("spec",), problems)
         findings = [(Severity.ERROR, path, message) for path, message in problems]
         context = ValidationContext(metadata, path=("metadata",))
         _check_metadata(spec, metadata, context)

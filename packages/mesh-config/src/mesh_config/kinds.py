@@ -30,7 +30,8 @@ class KindSpec:
         validate: the semantic rules (Istio's webhook), called with the spec and a context at ``spec``.
         plural: the lower-case plural, as in ``kubectl get virtualservices``.
         cluster_scoped: True for kinds without a namespace.
-        spec_required: the CRD requires ``spec`` (ServiceEntry, WorkloadEntry, WorkloadGroup).
+        spec_required: the CRD requires ``spec`` (ServiceEntry, WorkloadEntry, WorkloadGroup, WasmPlugin,
+            TrafficExtension).
     """
 
     kind: str

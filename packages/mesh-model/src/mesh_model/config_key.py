@@ -40,6 +40,7 @@ class Kind(enum.StrEnum):
     REQUEST_AUTHENTICATION = "RequestAuthentication"
     TELEMETRY = "Telemetry"
     WASM_PLUGIN = "WasmPlugin"
+    TRAFFIC_EXTENSION = "TrafficExtension"
     MESH_CONFIG = "MeshConfig"
     SERVICE = "Service"
     """A service in a registry."""

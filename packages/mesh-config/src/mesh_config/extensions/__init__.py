@@ -1,6 +1,6 @@
 """telemetry.istio.io and extensions.istio.io kinds, with every message of their APIs.
 
-Telemetry and WasmPlugin.
+Telemetry, WasmPlugin and TrafficExtension.
 """
 
 from mesh_config.extensions.telemetry import (
@@ -26,6 +26,14 @@ from mesh_config.extensions.telemetry import (
     TracingSelector,
     validate_telemetry,
 )
+from mesh_config.extensions.traffic_extension import (
+    TRAFFIC_EXTENSION,
+    ExecutionPhase,
+    LuaConfig,
+    TrafficExtension,
+    WasmConfig,
+    validate_traffic_extension,
+)
 from mesh_config.extensions.wasm_plugin import (
     WASM_PLUGIN,
     EnvValueSource,
@@ -43,6 +51,7 @@ from mesh_config.extensions.wasm_plugin import (
 
 __all__ = [
     "TELEMETRY",
+    "TRAFFIC_EXTENSION",
     "WASM_PLUGIN",
     "AccessLogFilter",
     "AccessLogging",
@@ -53,9 +62,11 @@ __all__ = [
     "CustomTagLiteral",
     "EnvValueSource",
     "EnvVar",
+    "ExecutionPhase",
     "FailStrategy",
     "IstioMetric",
     "LogSelector",
+    "LuaConfig",
     "MetricSelector",
     "Metrics",
     "MetricsOverrides",
@@ -69,10 +80,13 @@ __all__ = [
     "TelemetryWorkloadMode",
     "Tracing",
     "TracingSelector",
+    "TrafficExtension",
     "VmConfig",
+    "WasmConfig",
     "WasmPlugin",
     "WasmTrafficSelector",
     "WorkloadMode",
     "validate_telemetry",
+    "validate_traffic_extension",
     "validate_wasm_plugin",
 ]

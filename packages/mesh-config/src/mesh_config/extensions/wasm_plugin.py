@@ -262,5 +262,6 @@ WASM_PLUGIN = register_kind(
         spec_type=WasmPlugin,
         validate=validate_wasm_plugin,
         plural="wasmplugins",
+        spec_required=True,
     )
 )
