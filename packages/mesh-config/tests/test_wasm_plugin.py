@@ -231,4 +231,6 @@ def test_a_wasm_plugin_without_spec_is_refused_as_the_crd_requires_it():
     result = mesh_config.load_text(
         "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: p, namespace: default}\n"
     )
-    assert [d.format().partition(": error: ")[2] for d in result.errors] == ["WasmPlugin default/p: spec: Required value"]
+    assert [d.format().partition(": error: ")[2] for d in result.errors] == [
+        "WasmPlugin default/p: spec: Required value"
+    ]
