@@ -125,7 +125,9 @@ async def test_a_secret_that_is_not_ready_is_pushed_when_it_is(sds, provider, tm
     async with AdsClient(f"unix:{tmp_path}/sds.sock", NODE, service="sds", delta=True) as client:
         await client.subscribe(SECRET_TYPE, ["file-cert"])
         first = await client.wait_for_response(SECRET_TYPE)
-        assert first.removed == ("file-cert",)  # Delta: it does not exist (yet)
+        # Not "removed": Envoy would take that as "go on without it" and end its listener's warming.
+        assert first.removed == ()
+        assert first.resources == ()
         provider.set_secret("file-cert", TlsSecret(trusted_ca=ROOTS))
         await client.wait_for_resources(SECRET_TYPE, {"file-cert"})
         provider.remove_secret("file-cert")

@@ -10,7 +10,9 @@ client must drop:
 - a name in ``resource_names_subscribe`` is sent even when the client seems to hold it (the protocol says
   the client may have forgotten it), except on the first request when its initial version is current;
 - a subscribed name the view lacks is sent in ``removed_resources``, once, so the client knows it does not
-  exist; a resource that leaves the view is removed;
+  exist; a resource that leaves the view is removed. A secret is the exception: Envoy takes the removal of a
+  secret it does not hold as "go on without it" and ends the warming of the listener or cluster that waits
+  for it, so a secret that is not ready yet is not mentioned until it exists (as Istio's agent does);
 - ``*`` subscribes to every resource of a wildcard type; so does a first request with no names (legacy);
 - unsubscribing from a name also covered by the wildcard re-sends it (or its removal), as the protocol asks;
 - subscription changes are honoured even with a stale nonce (the protocol says so); the nonce only says
@@ -34,7 +36,7 @@ from mesh_xds._session import (
     Session,
     TypeRecord,
 )
-from mesh_xds.resource import Resource, is_wildcard_type
+from mesh_xds.resource import SECRET_TYPE, Resource, is_wildcard_type
 from mesh_xds.snapshot import ResourceSet, Snapshot
 from mesh_xds.status import TypeStatus
 
@@ -199,6 +201,7 @@ def _changes(state: _DeltaType, available: Mapping[str, Resource]) -> tuple[list
         if nacked is None and (state.client.get(name) != resource.version or name in state.force):
             sent.append(resource)
     removed = {name for name, version in state.client.items() if version != _ABSENT and name not in wanted}
-    removed.update(name for name in state.explicit if name not in available and name not in state.client)
-    removed.update(name for name in state.force if name not in wanted)
+    if state.type_url != SECRET_TYPE:  # the client is told that a name does not exist, except for secrets
+        removed.update(name for name in state.explicit if name not in available and name not in state.client)
+        removed.update(name for name in state.force if name not in wanted)
     return sent, tuple(sorted(removed))

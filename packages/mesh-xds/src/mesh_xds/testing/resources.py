@@ -28,8 +28,8 @@ from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
-from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
-from google.protobuf import any_pb2, duration_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2
+from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 from google.protobuf.message import Message
 
 from mesh_xds.bootstrap import SDS_CLUSTER
@@ -224,16 +224,16 @@ def downstream_tls_context(
         sds_source: where the secrets come from; :func:`sds_config_source` by default.
     """
     source = sds_config_source() if sds_source is None else sds_source
-    common = common_pb2.CommonTlsContext(
-        tls_certificate_sds_secret_configs=[common_pb2.SdsSecretConfig(name=certificate, sds_config=source)]
+    common = tls_pb2.CommonTlsContext(
+        tls_certificate_sds_secret_configs=[secret_pb2.SdsSecretConfig(name=certificate, sds_config=source)]
     )
     if validation is not None:
         common.validation_context_sds_secret_config.CopyFrom(
-            common_pb2.SdsSecretConfig(name=validation, sds_config=source)
+            secret_pb2.SdsSecretConfig(name=validation, sds_config=source)
         )
-    context: Message = tls_pb2.DownstreamTlsContext(common_tls_context=common)
-    if require_client_certificate:
-        context.require_client_certificate.value = True  # type: ignore[attr-defined]
+    context: Message = tls_pb2.DownstreamTlsContext(
+        common_tls_context=common, require_client_certificate=wrappers_pb2.BoolValue(value=require_client_certificate)
+    )
     return context
 
 
