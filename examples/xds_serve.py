@@ -67,33 +67,35 @@ async def main() -> None:
     cache = SnapshotCache()
     server = XdsServer(cache)
     port = await server.start("127.0.0.1:0")
-    snapshot = Snapshot.from_messages(
-        [cluster("reviews"), endpoints("reviews", "127.0.10.1"), tcp_listener("reviews", 19080, "reviews")]
-    )
-    cache.set_snapshot(NODE, snapshot)  # before or after the proxy connects
-    async with AdsClient(f"127.0.0.1:{port}", NODE) as envoy:  # stands in for Envoy: ACKs, follows EDS
-        await envoy.subscribe(CLUSTER_TYPE)
-        await envoy.subscribe(LISTENER_TYPE)
-        await server.wait_synced(NODE, view=snapshot)
-        held(envoy)
+    try:
+        snapshot = Snapshot.from_messages(
+            [cluster("reviews"), endpoints("reviews", "127.0.10.1"), tcp_listener("reviews", 19080, "reviews")]
+        )
+        cache.set_snapshot(NODE, snapshot)  # before or after the proxy connects
+        async with AdsClient(f"127.0.0.1:{port}", NODE) as envoy:  # stands in for Envoy: ACKs, follows EDS
+            await envoy.subscribe(CLUSTER_TYPE)
+            await envoy.subscribe(LISTENER_TYPE)
+            await server.wait_synced(NODE, view=snapshot)
+            held(envoy)
 
-        before = len(envoy.responses)
-        new_endpoints = ResourceSet(ENDPOINT_TYPE, [pack(endpoints("reviews", "127.0.10.1", "127.0.10.2"))])
-        update = snapshot.replace(new_endpoints)  # the other types are shared, so only EDS is pushed
-        cache.set_snapshot(NODE, update)
-        status = await server.wait_synced(NODE, view=update)
-        pushed = [response.type_url.rpartition(".")[2] for response in list(envoy.responses)[before:]]
-        print(f"pushed after the endpoint change: {', '.join(pushed)}")
-        assignment = envoy.messages(ENDPOINT_TYPE)["reviews"]
-        hosts = [lb.endpoint.address.socket_address.address for lb in assignment.endpoints[0].lb_endpoints]
-        print(f"reviews endpoints: {', '.join(hosts)}")
-        print("status:", ", ".join(f"{item.short_type} {item.state.value}" for item in status.types.values()))
+            before = len(envoy.responses)
+            new_endpoints = ResourceSet(ENDPOINT_TYPE, [pack(endpoints("reviews", "127.0.10.1", "127.0.10.2"))])
+            update = snapshot.replace(new_endpoints)  # the other types are shared, so only EDS is pushed
+            cache.set_snapshot(NODE, update)
+            status = await server.wait_synced(NODE, view=update)
+            pushed = [response.type_url.rpartition(".")[2] for response in list(envoy.responses)[before:]]
+            print(f"pushed after the endpoint change: {', '.join(pushed)}")
+            assignment = envoy.messages(ENDPOINT_TYPE)["reviews"]
+            hosts = [lb.endpoint.address.socket_address.address for lb in assignment.endpoints[0].lb_endpoints]
+            print(f"reviews endpoints: {', '.join(hosts)}")
+            print("status:", ", ".join(f"{item.short_type} {item.state.value}" for item in status.types.values()))
 
-        try:
-            cache.set_snapshot(NODE, Snapshot.from_messages([tcp_listener("db", 15432, "postgres")]))
-        except InconsistentSnapshotError as error:
-            print(f"refused: {error}")
-    await server.stop()
+            try:
+                cache.set_snapshot(NODE, Snapshot.from_messages([tcp_listener("db", 15432, "postgres")]))
+            except InconsistentSnapshotError as error:
+                print(f"refused: {error}")
+    finally:
+        await server.stop()  # ends every stream
 
 
 if __name__ == "__main__":
