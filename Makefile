@@ -35,8 +35,8 @@ unit: sync
 
 test: lint typecheck imports unit
 
-bench:
-	@echo "make bench: not yet (no benchmark lands before mesh-xds)"
+bench: sync
+	$(UV) run --locked python benchmarks/xds_convergence.py
 
 conformance: sync
 	$(UV) run --locked python scripts/conformance.py --corpus ../shared/corpus
