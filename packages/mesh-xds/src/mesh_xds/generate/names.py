@@ -8,13 +8,21 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "ALLOW_ANY_VIRTUAL_HOST",
     "BLACK_HOLE_CLUSTER",
+    "BLOCK_ALL_VIRTUAL_HOST",
+    "DEFAULT_ROUTE",
     "INBOUND_PASSTHROUGH_CLUSTER",
     "PASSTHROUGH_CLUSTER",
     "SDS_CLUSTER",
     "SDS_DEFAULT",
     "SDS_ROOT",
     "XDS_CLUSTER",
+    "cluster_alt_stat_name",
+    "credential_ca_secret",
+    "credential_secret",
+    "file_cert_secret",
+    "file_root_secret",
     "gateway_http_route",
     "gateway_https_route",
     "inbound_cluster",
@@ -34,6 +42,12 @@ XDS_CLUSTER: Final = "xds-grpc"
 SDS_CLUSTER: Final = "sds-grpc"
 SDS_DEFAULT: Final = "default"
 SDS_ROOT: Final = "ROOTCA"
+ALLOW_ANY_VIRTUAL_HOST: Final = "allow_any"
+"""The catch-all virtual host (and route) of an outbound HTTP route configuration under ALLOW_ANY."""
+BLOCK_ALL_VIRTUAL_HOST: Final = "block_all"
+"""The catch-all virtual host (and route) under REGISTRY_ONLY: every unknown host gets a 502."""
+DEFAULT_ROUTE: Final = "default"
+"""The name of the route a service gets when no VirtualService applies to it."""
 
 
 def outbound_cluster(port: int, host: str, subset: str = "") -> str:
@@ -87,3 +101,30 @@ def gateway_https_route(port: int, port_name: str, gateway: str, namespace: str,
 def rbac_policy_name(namespace: str, name: str, rule: int) -> str:
     """``ns[<namespace>]-policy[<name>]-rule[<index>]``: one AuthorizationPolicy rule in an RBAC filter."""
     return f"ns[{namespace}]-policy[{name}]-rule[{rule}]"
+
+
+def cluster_alt_stat_name(cluster: str) -> str:
+    """``<cluster>;``: Istio's ``alt_stat_name`` of a cluster, the name with its stats-prefix delimiter."""
+    return f"{cluster};"
+
+
+def file_cert_secret(certificate: str, private_key: str) -> str:
+    """``file-cert:<certificate>~<key>``: the SDS name of a client certificate read from files."""
+    return f"file-cert:{certificate}~{private_key}"
+
+
+def file_root_secret(ca_certificates: str) -> str:
+    """``file-root:<ca>``: the SDS name of trusted roots read from a file (``system`` for the OS bundle)."""
+    return f"file-root:{ca_certificates}"
+
+
+def credential_secret(credential_name: str) -> str:
+    """The SDS name of a ``credentialName``: ``kubernetes://<name>`` unless it names its own scheme."""
+    if "://" in credential_name or credential_name.startswith(("file-cert:", "file-root:")):
+        return credential_name
+    return f"kubernetes://{credential_name}"
+
+
+def credential_ca_secret(credential_name: str) -> str:
+    """The SDS name of the CA bundle of a ``credentialName``: its secret name with ``-cacert``."""
+    return f"{credential_secret(credential_name)}-cacert"

@@ -1,0 +1,303 @@
+"""A service port's endpoints as Envoy locality groups, with Istio's locality load balancing.
+
+Shared by EDS (load assignments) and CDS (the inline endpoints of DNS clusters):
+
+* endpoints are filtered as Istio does: unhealthy and terminating ones are left out, draining ones too
+  unless the service uses persistent sessions, and a subset keeps the endpoints carrying its labels;
+* each endpoint carries its weight, its health and its metadata: ``envoy.transport_socket_match``
+  ``{tlsMode: istio}`` when it can take Istio mTLS (auto mTLS picks its socket by it), and Istio's
+  ``workload`` telemetry string;
+* endpoints are grouped by locality (sorted), each group weighing the sum of its endpoints;
+* locality load balancing (the rule's ``localityLbSetting``, else the mesh's) either re-weights groups
+  (``distribute``) or, with outlier detection on, gives them failover priorities (``failoverPriority``
+  labels, then region/zone/subzone proximity and ``failover`` regions).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, final
+
+import attrs
+from envoy.config.core.v3 import address_pb2, health_check_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2
+
+from mesh_config.networking.load_balancer import LocalityLoadBalancerSetting
+from mesh_model import Endpoint, HealthStatus, Locality, ServicePort, TlsMode
+
+__all__ = [
+    "DRAINING_LABEL",
+    "PERSISTENT_SESSION_LABEL",
+    "LocalityGroup",
+    "apply_locality_lb",
+    "group_endpoints",
+    "lb_endpoint",
+    "to_protos",
+]
+
+_MAX_UINT32: Final = 2**32 - 1
+PERSISTENT_SESSION_LABEL: Final = "istio.io/persistent-session"
+DRAINING_LABEL: Final = "istio.io/draining"
+_HEALTH = {
+    HealthStatus.HEALTHY: health_check_pb2.HEALTHY,
+    HealthStatus.UNHEALTHY: health_check_pb2.UNHEALTHY,
+    HealthStatus.DRAINING: health_check_pb2.DRAINING,
+}
+
+
+@final
+@attrs.define
+class LocalityGroup:
+    """The endpoints of one locality (and, after failover, one priority).
+
+    Attributes:
+        locality: where the endpoints run.
+        members: the model endpoints and their Envoy LbEndpoints, in the same order.
+        weight: the group's load-balancing weight.
+        priority: the group's failover priority (0 is the most preferred).
+    """
+
+    locality: Locality
+    members: list[tuple[Endpoint, Any]]
+    weight: int = 0
+    priority: int = 0
+
+
+def _address(address: str, port: int) -> Any:
+    if address.startswith("unix://"):
+        return address_pb2.Address(pipe=address_pb2.Pipe(path=address[len("unix://") :]))
+    return address_pb2.Address(socket_address=address_pb2.SocketAddress(address=address, port_value=port))
+
+
+def _is_ip(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
+
+
+def _canonical(endpoint: Endpoint) -> tuple[str, str]:
+    labels = endpoint.labels
+    name = (
+        labels.get("service.istio.io/canonical-name")
+        or labels.get("app.kubernetes.io/name")
+        or labels.get("app")
+        or endpoint.workload_name
+    )
+    revision = (
+        labels.get("service.istio.io/canonical-revision")
+        or labels.get("app.kubernetes.io/version")
+        or labels.get("version")
+        or ""
+    )
+    return name, "" if revision == "latest" else revision
+
+
+def _health(endpoint: Endpoint) -> HealthStatus:
+    if endpoint.labels.get(DRAINING_LABEL):
+        return HealthStatus.DRAINING
+    return endpoint.health
+
+
+def lb_endpoint(endpoint: Endpoint, port: ServicePort, *, mtls: bool) -> Any:
+    """An endpoint as Envoy's LbEndpoint, serving ``port`` on its target port.
+
+    Args:
+        endpoint: the endpoint.
+        port: the service port it serves.
+        mtls: the endpoint takes Istio mTLS (its metadata then says ``tlsMode: istio``).
+    """
+    out = endpoint_components_pb2.LbEndpoint(health_status=_HEALTH[_health(endpoint)])
+    out.endpoint.address.CopyFrom(_address(endpoint.address, endpoint.target_port(port)))
+    out.load_balancing_weight.value = endpoint.weight
+    metadata = out.metadata.filter_metadata
+    if mtls and endpoint.tls_mode is TlsMode.ISTIO:
+        metadata["envoy.transport_socket_match"].update({"tlsMode": TlsMode.ISTIO.value})
+    name, revision = _canonical(endpoint)
+    workload = f"{endpoint.workload_name};{endpoint.namespace};{name};{revision};{endpoint.cluster_id}"
+    metadata["istio"].update({"workload": workload})
+    return out
+
+
+def _included(endpoint: Endpoint, *, persistent_sessions: bool) -> bool:
+    health = _health(endpoint)
+    if health in (HealthStatus.UNHEALTHY, HealthStatus.TERMINATING):
+        return False
+    return health is not HealthStatus.DRAINING or persistent_sessions
+
+
+def group_endpoints(
+    endpoints: Iterable[Endpoint],
+    port: ServicePort,
+    *,
+    subset_labels: Mapping[str, str] | None,
+    dns: bool,
+    persistent_sessions: bool,
+    mtls: Callable[[Endpoint], bool],
+) -> list[LocalityGroup]:
+    """The endpoints that serve ``port``, filtered and grouped by locality (sorted by locality).
+
+    Args:
+        endpoints: the service port's endpoints from the registry.
+        port: the service port.
+        subset_labels: the labels a subset's endpoints carry, or None for every endpoint.
+        dns: the cluster resolves host names itself (DNS clusters keep endpoints named by host).
+        persistent_sessions: draining endpoints are kept (the service uses persistent sessions).
+        mtls: whether an endpoint takes Istio mTLS.
+    """
+    groups: dict[str, LocalityGroup] = {}
+    for endpoint in endpoints:
+        if not _included(endpoint, persistent_sessions=persistent_sessions):
+            continue
+        if subset_labels and any(endpoint.labels.get(key) != value for key, value in subset_labels.items()):
+            continue
+        if not dns and not endpoint.is_unix_socket and not _is_ip(endpoint.address):
+            continue
+        key = str(endpoint.locality)
+        group = groups.setdefault(key, LocalityGroup(endpoint.locality, []))
+        group.members.append((endpoint, lb_endpoint(endpoint, port, mtls=mtls(endpoint))))
+    out = [groups[key] for key in sorted(groups)]
+    for group in out:
+        group.weight = min(sum(member.weight for member, _ in group.members), _MAX_UINT32)
+    return out
+
+
+def _lb_priority(proxy: Locality, other: Locality) -> int:
+    """Istio's ``LbPriority``: 0 same subzone, 1 same zone, 2 same region, 3 elsewhere."""
+    if proxy.region != other.region:
+        return 3
+    if proxy.zone != other.zone:
+        return 2
+    return 0 if proxy.subzone == other.subzone else 1
+
+
+def _distribute(
+    groups: list[LocalityGroup], proxy: Locality, setting: LocalityLoadBalancerSetting
+) -> list[LocalityGroup]:
+    for rule in setting.distribute:
+        if not proxy.matches(rule.from_):
+            continue
+        unmatched = set(range(len(groups)))
+        weights: dict[int, int] = {}
+        for pattern, share in rule.to.items():
+            matched = [i for i in sorted(unmatched) if groups[i].locality.matches(pattern)]
+            unmatched.difference_update(matched)
+            total = sum(groups[i].weight or 1 for i in matched)
+            for i in matched:
+                weight = (groups[i].weight or 1) * share / total
+                if weight > 0:
+                    weights[i] = min(math.ceil(weight), _MAX_UINT32)
+        kept = []
+        for index, group in enumerate(groups):
+            if index in unmatched:
+                continue
+            group.weight = weights.get(index, group.weight)
+            kept.append(group)
+        return kept
+    return groups
+
+
+def _compact(groups: list[LocalityGroup]) -> None:
+    ranks = {priority: rank for rank, priority in enumerate(sorted({group.priority for group in groups}))}
+    for group in groups:
+        group.priority = ranks[group.priority]
+
+
+def _failover(groups: list[LocalityGroup], proxy: Locality, setting: LocalityLoadBalancerSetting) -> None:
+    for group in groups:
+        priority = _lb_priority(proxy, group.locality)
+        if priority == 3:
+            for rule in setting.failover:
+                if rule.from_ == proxy.region:
+                    if group.locality.region != rule.to:
+                        priority = 4
+                    break
+        group.priority = group.priority * 5 + priority
+    _compact(groups)
+
+
+def _priority_labels(entries: Sequence[str], proxy_labels: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    out: list[tuple[str, str | None]] = []
+    for entry in entries:
+        name, equals, value = entry.partition("=")
+        out.append((name, value if equals else proxy_labels.get(name)))
+    return out
+
+
+def _failover_priority(
+    groups: list[LocalityGroup], proxy_labels: Mapping[str, str], entries: Sequence[str]
+) -> list[LocalityGroup]:
+    labels = _priority_labels(entries, proxy_labels)
+    lowest = len(labels)
+    out: list[LocalityGroup] = []
+    for group in groups:
+        split: dict[int, list[tuple[Endpoint, Any]]] = {}
+        for member in group.members:
+            priority = 0
+            for index, (name, wanted) in enumerate(labels):
+                if member[0].labels.get(name) != wanted:
+                    priority = lowest - index
+                    break
+            split.setdefault(priority, []).append(member)
+        for priority in sorted(split):
+            members = split[priority]
+            weight = min(sum(lb.load_balancing_weight.value for _, lb in members), _MAX_UINT32)
+            out.append(LocalityGroup(group.locality, members, weight, priority))
+    _compact(out)
+    return out
+
+
+def apply_locality_lb(
+    groups: list[LocalityGroup],
+    setting: LocalityLoadBalancerSetting | None,
+    *,
+    proxy_locality: Locality,
+    proxy_labels: Mapping[str, str],
+    failover: bool,
+) -> list[LocalityGroup]:
+    """Istio's ``ApplyLocalityLoadBalancer``: ``distribute`` weights, or failover priorities.
+
+    Args:
+        groups: the locality groups, changed in place where possible.
+        setting: the locality setting that applies, or None.
+        proxy_locality: the calling proxy's locality.
+        proxy_labels: the calling proxy's labels (``failoverPriority`` compares endpoints with them).
+        failover: outlier detection is on (failover never happens without it, so it is not set up).
+    """
+    if setting is None:
+        return groups
+    if setting.distribute:
+        return _distribute(groups, proxy_locality, setting)
+    if not failover:
+        return groups
+    if setting.failover_priority:
+        if proxy_labels:
+            groups = _failover_priority(groups, proxy_labels, setting.failover_priority)
+        if setting.failover:
+            _failover(groups, proxy_locality, setting)
+        return groups
+    _failover(groups, proxy_locality, setting)
+    return groups
+
+
+def to_protos(groups: Iterable[LocalityGroup], metadata: Mapping[str, Any] | None = None) -> list[Any]:
+    """The groups as LocalityLbEndpoints, each with ``metadata`` as its filter metadata."""
+    out = []
+    for group in groups:
+        proto = endpoint_components_pb2.LocalityLbEndpoints(priority=group.priority)
+        locality = group.locality
+        if not locality.is_empty:
+            proto.locality.region = locality.region
+            proto.locality.zone = locality.zone
+            proto.locality.sub_zone = locality.subzone
+        proto.lb_endpoints.extend(lb for _, lb in group.members)
+        if group.members:
+            proto.load_balancing_weight.value = max(group.weight, 1)
+        if metadata:
+            for key, value in metadata.items():
+                proto.metadata.filter_metadata[key].update(value)
+        out.append(proto)
+    return out

@@ -1,0 +1,456 @@
+"""CDS generation: the clusters Istio gives sidecars and gateways, checked field by field and by a real Envoy."""
+
+from __future__ import annotations
+
+import attrs
+from google.protobuf import json_format
+
+from mesh_config import PushContext, ServiceEntryRegistry, default_mesh_config, load_text
+from mesh_config.types import Duration
+from mesh_model import AggregateRegistry, InMemoryRegistry, Protocol, Proxy, Service, ServicePort, Workload
+from mesh_xds.generate import GenerationContext, SidecarAddresses
+from mesh_xds.generate.cds import build_clusters
+from mesh_xds.generate.eds import build_load_assignments, eds_cluster_names
+from mesh_xds.testing.envoy import validate_config
+from mesh_xds.testing.render import static_bootstrap
+
+REVIEWS = "outbound|9080||reviews.default.svc.cluster.local"
+RATINGS = "outbound|9090||ratings.default.svc.cluster.local"
+SPIFFE_REVIEWS = "spiffe://cluster.local/ns/default/sa/bookinfo-reviews"
+HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+MAX = 4294967295
+
+
+def _bookinfo() -> InMemoryRegistry:
+    registry = InMemoryRegistry()
+    http = [ServicePort("http", 9080, Protocol.HTTP)]
+    registry.upsert_service(
+        Service("reviews.default.svc.cluster.local", "default", ports=http, selector={"app": "reviews"})
+    )
+    registry.upsert_service(
+        Service("productpage.default.svc.cluster.local", "default", ports=http, selector={"app": "productpage"})
+    )
+    registry.upsert_service(
+        Service(
+            "ratings.default.svc.cluster.local",
+            "default",
+            ports=[
+                ServicePort("grpc", 9090, Protocol.GRPC),
+                ServicePort("tcp-raw", 9091),
+                ServicePort("udp", 53, Protocol.UDP),
+            ],
+            selector={"app": "ratings"},
+        )
+    )
+    for index, version in enumerate(("v1", "v2", "v3"), start=1):
+        registry.upsert_workload(
+            Workload(
+                f"reviews-{version}",
+                "default",
+                addresses=[f"127.0.1.{index}"],
+                labels={"app": "reviews", "version": version},
+                service_account="bookinfo-reviews",
+            )
+        )
+    registry.upsert_workload(Workload("ratings-v1", "default", addresses=["127.0.2.1"], labels={"app": "ratings"}))
+    return registry
+
+
+def _context(
+    config: str = "",
+    *,
+    kind: str = "sidecar",
+    labels: dict[str, str] | None = None,
+    mesh: object = None,
+    registry: InMemoryRegistry | None = None,
+) -> GenerationContext:
+    resources = load_text(config, default_namespace="default").raise_for_errors().resources
+    services = AggregateRegistry([registry or _bookinfo(), ServiceEntryRegistry(resources)])
+    push = PushContext.build(resources, services)
+    metadata = {"NAMESPACE": "default", "LABELS": labels if labels is not None else {"app": "productpage"}}
+    proxy = Proxy.parse(f"{kind}~127.0.3.1~productpage-v1.default~default.svc.cluster.local", metadata)
+    addresses = SidecarAddresses(inbound="127.0.3.1", application="127.0.3.2", outbound="127.0.3.3")
+    return GenerationContext(proxy, push, services, mesh=mesh or default_mesh_config(), addresses=addresses)
+
+
+def _dicts(ctx: GenerationContext) -> dict[str, dict]:
+    return {c.name: json_format.MessageToDict(c, preserving_proto_field_name=True) for c in build_clusters(ctx)}
+
+
+def _validate(ctx: GenerationContext) -> None:
+    clusters = build_clusters(ctx)
+    assignments = build_load_assignments(ctx, eds_cluster_names(clusters))
+    validate_config(static_bootstrap(clusters=clusters, load_assignments=assignments), check=True)
+
+
+def _tls(cluster: dict) -> dict:
+    return cluster["transport_socket"]["typed_config"]
+
+
+def _rule(policy: str, host: str = "reviews", extra: str = "") -> str:
+    return f"""
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: {host}}}
+spec:
+  host: {host}
+  trafficPolicy:
+{policy}
+{extra}
+"""
+
+
+def test_sidecar_gets_outbound_inbound_and_special_clusters():
+    names = list(_dicts(_context()))
+    assert names == [
+        "BlackHoleCluster",
+        "InboundPassthroughCluster",
+        "PassthroughCluster",
+        "inbound|9080||",
+        "outbound|9080||productpage.default.svc.cluster.local",
+        REVIEWS,
+        RATINGS,
+        "outbound|9091||ratings.default.svc.cluster.local",
+    ]
+
+
+def test_gateway_gets_outbound_clusters_and_black_hole_only():
+    names = list(_dicts(_context(kind="router", labels={"istio": "ingressgateway"})))
+    assert "BlackHoleCluster" in names
+    assert not [n for n in names if n.startswith("inbound") or "Passthrough" in n]
+    assert REVIEWS in names
+
+
+def test_cluster_without_destination_rule_has_istio_defaults():
+    cluster = _dicts(_context())[REVIEWS]
+    assert cluster["type"] == "EDS"
+    assert cluster["eds_cluster_config"] == {
+        "eds_config": {"ads": {}, "initial_fetch_timeout": "0s", "resource_api_version": "V3"},
+        "service_name": REVIEWS,
+    }
+    assert cluster["connect_timeout"] == "10s"
+    assert cluster["lb_policy"] == "LEAST_REQUEST"
+    assert cluster["circuit_breakers"]["thresholds"] == [
+        {
+            "max_connections": MAX,
+            "max_pending_requests": MAX,
+            "max_requests": MAX,
+            "max_retries": MAX,
+            "track_remaining": True,
+        }
+    ]
+    assert cluster["alt_stat_name"] == f"{REVIEWS};"
+    assert cluster["metadata"]["filter_metadata"]["istio"] == {
+        "services": [{"host": "reviews.default.svc.cluster.local", "name": "reviews", "namespace": "default"}]
+    }
+
+
+def test_auto_mtls_matches_endpoints_by_tls_mode():
+    cluster = _dicts(_context())[REVIEWS]
+    assert "transport_socket" not in cluster
+    istio, plain = cluster["transport_socket_matches"]
+    assert (istio["name"], istio["match"]) == ("tlsMode-istio", {"tlsMode": "istio"})
+    assert (plain["name"], plain["match"]) == ("tlsMode-disabled", {})
+    assert plain["transport_socket"]["name"] == "envoy.transport_sockets.raw_buffer"
+    context = istio["transport_socket"]["typed_config"]
+    assert context["sni"] == "outbound_.9080_._.reviews.default.svc.cluster.local"
+    common = context["common_tls_context"]
+    assert common["alpn_protocols"] == ["istio-peer-exchange", "istio"]
+    assert [s["name"] for s in common["tls_certificate_sds_secret_configs"]] == ["default"]
+    sds = common["tls_certificate_sds_secret_configs"][0]["sds_config"]["api_config_source"]
+    assert sds["grpc_services"] == [{"envoy_grpc": {"cluster_name": "sds-grpc"}}]
+    validation = common["combined_validation_context"]
+    assert validation["validation_context_sds_secret_config"]["name"] == "ROOTCA"
+    assert validation["default_validation_context"]["match_typed_subject_alt_names"] == [
+        {"san_type": "URI", "matcher": {"exact": SPIFFE_REVIEWS}}
+    ]
+
+
+def test_default_clusters_pass_envoy_validation():
+    _validate(_context())
+
+
+def test_mesh_config_sets_connect_timeout_and_can_turn_auto_mtls_off():
+    mesh = attrs.evolve(default_mesh_config(), connect_timeout=Duration.parse("2.5s"), enable_auto_mtls=False)
+    cluster = _dicts(_context(mesh=mesh))[REVIEWS]
+    assert cluster["connect_timeout"] == "2.500s"
+    assert "transport_socket_matches" not in cluster
+    assert "transport_socket" not in cluster
+
+
+def test_namespace_peer_authentication_disable_turns_auto_mtls_off():
+    config = """
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default}
+spec: {mtls: {mode: DISABLE}}
+"""
+    assert "transport_socket_matches" not in _dicts(_context(config))[REVIEWS]
+
+
+def test_grpc_ports_speak_http2_and_sniffed_ports_follow_the_downstream():
+    clusters = _dicts(_context())
+    grpc = clusters[RATINGS]
+    assert grpc["typed_extension_protocol_options"][HTTP_OPTIONS]["explicit_http_config"] == {
+        "http2_protocol_options": {}
+    }
+    context = grpc["transport_socket_matches"][0]["transport_socket"]["typed_config"]
+    assert context["common_tls_context"]["alpn_protocols"] == ["istio-peer-exchange", "istio", "h2"]
+    sniffed = clusters["outbound|9091||ratings.default.svc.cluster.local"]["typed_extension_protocol_options"]
+    assert sniffed[HTTP_OPTIONS]["use_downstream_protocol_config"] == {
+        "http_protocol_options": {},
+        "http2_protocol_options": {},
+    }
+    gateway = _dicts(_context(kind="router"))["outbound|9091||ratings.default.svc.cluster.local"]
+    assert "typed_extension_protocol_options" not in gateway
+    assert "outbound|53||ratings.default.svc.cluster.local" not in clusters
+
+
+def test_subsets_get_clusters_that_record_the_rule():
+    config = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+"""
+    clusters = _dicts(_context(config))
+    path = "/apis/networking.istio.io/v1/namespaces/default/destination-rule/reviews"
+    v2 = clusters["outbound|9080|v2|reviews.default.svc.cluster.local"]
+    assert v2["eds_cluster_config"]["service_name"] == "outbound|9080|v2|reviews.default.svc.cluster.local"
+    assert v2["metadata"]["filter_metadata"]["istio"]["config"] == path
+    assert v2["metadata"]["filter_metadata"]["istio"]["subset"] == "v2"
+    sni = v2["transport_socket_matches"][0]["transport_socket"]["typed_config"]["sni"]
+    assert sni == "outbound_.9080_.v2_.reviews.default.svc.cluster.local"
+    assert clusters[REVIEWS]["metadata"]["filter_metadata"]["istio"]["config"] == path
+    assert "config" not in clusters[RATINGS]["metadata"]["filter_metadata"]["istio"]
+
+
+def test_istio_mutual_from_the_rule_is_a_plain_transport_socket():
+    cluster = _dicts(_context(_rule("    tls: {mode: ISTIO_MUTUAL}")))[REVIEWS]
+    assert "transport_socket_matches" not in cluster
+    context = _tls(cluster)
+    assert context["sni"] == "outbound_.9080_._.reviews.default.svc.cluster.local"
+    sans = context["common_tls_context"]["combined_validation_context"]["default_validation_context"]
+    assert sans["match_typed_subject_alt_names"] == [{"san_type": "URI", "matcher": {"exact": SPIFFE_REVIEWS}}]
+    assert "alpn_override" not in cluster["metadata"]["filter_metadata"]["istio"]
+    _validate(_context(_rule("    tls: {mode: ISTIO_MUTUAL}")))
+
+
+def test_istio_mutual_keeps_the_given_sni_and_names_and_expands_trust_domain_aliases():
+    mesh = attrs.evolve(default_mesh_config(), trust_domain_aliases=("old.example",))
+    config = _rule("    tls: {mode: ISTIO_MUTUAL, sni: reviews.example, subjectAltNames: [spiffe://x/ns/a/sa/b]}")
+    context = _tls(_dicts(_context(config))[REVIEWS])
+    assert context["sni"] == "reviews.example"
+    sans = context["common_tls_context"]["combined_validation_context"]["default_validation_context"]
+    assert [m["matcher"]["exact"] for m in sans["match_typed_subject_alt_names"]] == ["spiffe://x/ns/a/sa/b"]
+    aliased = _tls(_dicts(_context(_rule("    tls: {mode: ISTIO_MUTUAL}"), mesh=mesh))[REVIEWS])
+    names = aliased["common_tls_context"]["combined_validation_context"]["default_validation_context"]
+    assert [m["matcher"]["exact"] for m in names["match_typed_subject_alt_names"]] == [
+        SPIFFE_REVIEWS,
+        "spiffe://old.example/ns/default/sa/bookinfo-reviews",
+    ]
+
+
+def test_simple_tls_trusts_the_system_roots_and_sets_auto_sni():
+    cluster = _dicts(_context(_rule("    tls: {mode: SIMPLE}")))[REVIEWS]
+    common = _tls(cluster)["common_tls_context"]
+    assert common["combined_validation_context"]["validation_context_sds_secret_config"]["name"] == "file-root:system"
+    assert "tls_certificate_sds_secret_configs" not in common
+    upstream = cluster["typed_extension_protocol_options"][HTTP_OPTIONS]["upstream_http_protocol_options"]
+    assert upstream == {"auto_sni": True, "auto_san_validation": True}
+    assert cluster["metadata"]["filter_metadata"]["istio"]["alpn_override"] == "false"
+
+
+def test_mutual_tls_reads_certificates_from_files_through_sds():
+    config = _rule(
+        "    tls: {mode: MUTUAL, clientCertificate: /etc/certs/cert.pem, privateKey: /etc/certs/key.pem,"
+        " caCertificates: /etc/certs/ca.pem, sni: api.example, subjectAltNames: [api.example]}",
+        "ratings",
+    )
+    cluster = _dicts(_context(config))[RATINGS]
+    context = _tls(cluster)
+    common = context["common_tls_context"]
+    assert context["sni"] == "api.example"
+    assert common["tls_certificate_sds_secret_configs"][0]["name"] == "file-cert:/etc/certs/cert.pem~/etc/certs/key.pem"
+    validation = common["combined_validation_context"]
+    assert validation["validation_context_sds_secret_config"]["name"] == "file-root:/etc/certs/ca.pem"
+    assert validation["default_validation_context"]["match_typed_subject_alt_names"] == [
+        {"san_type": "DNS", "matcher": {"exact": "api.example"}}
+    ]
+    assert common["alpn_protocols"] == ["h2"]
+    _validate(_context(config))
+
+
+def test_insecure_skip_verify_validates_nothing():
+    cluster = _dicts(_context(_rule("    tls: {mode: SIMPLE, insecureSkipVerify: true}")))[REVIEWS]
+    assert _tls(cluster)["common_tls_context"]["validation_context"] == {}
+    upstream = cluster["typed_extension_protocol_options"][HTTP_OPTIONS]["upstream_http_protocol_options"]
+    assert upstream == {"auto_sni": True}
+
+
+def test_credential_name_is_fetched_over_ads_on_gateways_and_ignored_on_sidecars():
+    config = _rule("    tls: {mode: MUTUAL, credentialName: reviews-client}")
+    gateway = _tls(_dicts(_context(config, kind="router"))[REVIEWS])["common_tls_context"]
+    certificate = gateway["tls_certificate_sds_secret_configs"][0]
+    assert certificate == {
+        "name": "kubernetes://reviews-client",
+        "sds_config": {"ads": {}, "resource_api_version": "V3"},
+    }
+    root = gateway["combined_validation_context"]["validation_context_sds_secret_config"]
+    assert root["name"] == "kubernetes://reviews-client-cacert"
+    sidecar = _dicts(_context(config))[REVIEWS]
+    assert "transport_socket" not in sidecar
+    assert "transport_socket_matches" not in sidecar
+    _validate(_context(config, kind="router"))
+
+
+def test_tls_disable_turns_auto_mtls_off():
+    cluster = _dicts(_context(_rule("    tls: {mode: DISABLE}")))[REVIEWS]
+    assert "transport_socket" not in cluster
+    assert "transport_socket_matches" not in cluster
+
+
+def test_proxy_protocol_wraps_the_transport_sockets():
+    cluster = _dicts(_context(_rule("    proxyProtocol: {version: V2}")))[REVIEWS]
+    for match in cluster["transport_socket_matches"]:
+        socket = match["transport_socket"]
+        assert socket["name"] == "envoy.transport_sockets.upstream_proxy_protocol"
+        assert socket["typed_config"]["config"] == {"version": "V2"}
+    assert cluster["transport_socket_matches"][1]["transport_socket"]["typed_config"]["transport_socket"]["name"] == (
+        "envoy.transport_sockets.raw_buffer"
+    )
+    _validate(_context(_rule("    proxyProtocol: {version: V2}")))
+
+
+SERVICE_ENTRIES = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: external-api}
+spec:
+  hosts: [api.example.com]
+  location: MESH_EXTERNAL
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: mirrors}
+spec:
+  hosts: [mirror.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: DNS_ROUND_ROBIN
+  endpoints: [{address: a.mirror.example.com}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: passthrough}
+spec:
+  hosts: [db.internal]
+  addresses: [10.9.0.0/16]
+  ports: [{number: 5432, name: tcp, protocol: TCP}]
+  resolution: NONE
+"""
+
+
+def test_dns_service_entries_get_dns_clusters_with_inline_endpoints():
+    clusters = _dicts(_context(SERVICE_ENTRIES))
+    api = clusters["outbound|443||api.example.com"]
+    assert api["type"] == "STRICT_DNS"
+    assert (api["dns_lookup_family"], api["dns_refresh_rate"], api["respect_dns_ttl"]) == ("V4_ONLY", "60s", True)
+    (group,) = api["load_assignment"]["endpoints"]
+    assert group["lb_endpoints"][0]["endpoint"]["address"]["socket_address"] == {
+        "address": "api.example.com",
+        "port_value": 443,
+    }
+    assert api["metadata"]["filter_metadata"]["istio"]["external"] is True
+    assert api["metadata"]["filter_metadata"]["istio"]["config"] == (
+        "/apis/networking.istio.io/v1/namespaces/default/service-entry/external-api"
+    )
+    assert "transport_socket_matches" not in api
+    mirrors = clusters["outbound|80||mirror.example.com"]
+    assert mirrors["type"] == "LOGICAL_DNS"
+    (group,) = mirrors["load_assignment"]["endpoints"]
+    assert group["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["address"] == "a.mirror.example.com"
+    _validate(_context(SERVICE_ENTRIES))
+
+
+def test_resolution_none_is_original_dst_on_sidecars_and_eds_on_gateways():
+    sidecar = _dicts(_context(SERVICE_ENTRIES))["outbound|5432||db.internal"]
+    assert (sidecar["type"], sidecar["lb_policy"]) == ("ORIGINAL_DST", "CLUSTER_PROVIDED")
+    assert "eds_cluster_config" not in sidecar
+    gateway = _dicts(_context(SERVICE_ENTRIES, kind="router"))["outbound|5432||db.internal"]
+    assert gateway["type"] == "EDS"
+
+
+def test_inbound_clusters_point_at_the_application_on_the_target_port():
+    registry = _bookinfo()
+    registry.upsert_service(
+        Service(
+            "details.default.svc.cluster.local",
+            "default",
+            ports=[ServicePort("http", 80, Protocol.HTTP, target_port=8080), ServicePort("grpc", 9080, Protocol.GRPC)],
+            selector={"app": "productpage"},
+        )
+    )
+    clusters = _dicts(_context(registry=registry))
+    inbound = clusters["inbound|8080||"]
+    assert inbound["type"] == "STATIC"
+    address = inbound["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+    assert address["socket_address"] == {"address": "127.0.3.2", "port_value": 8080}
+    shared = clusters["inbound|9080||"]
+    hosts = [s["host"] for s in shared["metadata"]["filter_metadata"]["istio"]["services"]]
+    assert hosts == ["details.default.svc.cluster.local", "productpage.default.svc.cluster.local"]
+    assert shared["typed_extension_protocol_options"][HTTP_OPTIONS]["explicit_http_config"] == {
+        "http2_protocol_options": {}
+    }
+    assert shared["circuit_breakers"]["thresholds"][0]["max_connections"] == MAX
+    assert "transport_socket" not in shared
+    _validate(_context(registry=registry))
+
+
+def test_inbound_connection_pool_comes_from_the_rule_then_the_sidecar():
+    rule = _rule("    connectionPool: {tcp: {maxConnections: 7}}", "productpage")
+    inbound = _dicts(_context(rule))["inbound|9080||"]
+    assert inbound["circuit_breakers"]["thresholds"][0]["max_connections"] == 7
+    assert inbound["metadata"]["filter_metadata"]["istio"]["config"].endswith("destination-rule/productpage")
+    sidecar = """
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default}
+spec:
+  inboundConnectionPool: {tcp: {maxConnections: 3}}
+"""
+    overridden = _dicts(_context(rule + sidecar))["inbound|9080||"]
+    assert overridden["circuit_breakers"]["thresholds"][0]["max_connections"] == 3
+    assert len(overridden["metadata"]["filter_metadata"]["istio"]["configs"]) == 2
+
+
+def test_sidecar_scope_limits_the_outbound_clusters():
+    config = """
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default}
+spec:
+  egress: [{hosts: [./reviews.default.svc.cluster.local]}]
+"""
+    outbound = [name for name in _dicts(_context(config)) if name.startswith("outbound")]
+    assert outbound == [REVIEWS]
+
+
+def test_special_clusters():
+    clusters = _dicts(_context())
+    black_hole = clusters["BlackHoleCluster"]
+    assert (black_hole["type"], black_hole["connect_timeout"]) == ("STATIC", "10s")
+    assert "load_assignment" not in black_hole
+    passthrough = clusters["PassthroughCluster"]
+    assert (passthrough["type"], passthrough["lb_policy"]) == ("ORIGINAL_DST", "CLUSTER_PROVIDED")
+    options = passthrough["typed_extension_protocol_options"][HTTP_OPTIONS]
+    assert options["common_http_protocol_options"] == {"idle_timeout": "300s"}
+    assert "use_downstream_protocol_config" in options
+    inbound = clusters["InboundPassthroughCluster"]
+    assert inbound["upstream_bind_config"]["source_address"] == {"address": "127.0.0.6", "port_value": 0}
