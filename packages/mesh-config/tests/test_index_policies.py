@@ -174,3 +174,17 @@ def test_without_sidecars_everything_is_imported():
     scope = SidecarIndex([]).scope_for(workload()).value
     assert scope.sidecar is None
     assert scope.imports("any", Hostname.parse("x.any.svc.cluster.local"))
+
+
+def test_a_sidecar_without_egress_listeners_imports_everything():
+    sidecar = """
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: only-outbound-policy, namespace: default}
+spec:
+  outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+"""
+    scope = SidecarIndex(load(sidecar)).scope_for(workload()).value
+    assert scope.sidecar.name == "only-outbound-policy"
+    assert scope.outbound_traffic_policy == "REGISTRY_ONLY"
+    assert scope.imports("other", Hostname.parse("x.other.svc.cluster.local"))

@@ -123,6 +123,8 @@ class SidecarIndex:
         hosts: list[str] = []
         for listener in resource.spec.egress:
             hosts.extend(listener.hosts)
+        if not resource.spec.egress:
+            hosts.extend(DEFAULT_EGRESS)  # a Sidecar without egress listeners imports everything, as Istio's
         policy = resource.spec.outbound_traffic_policy
         mode = policy.mode.value if policy is not None else ""
         scope = SidecarScope(workload.namespace, resource, tuple(_parse_hosts(hosts, workload.namespace)), mode)
