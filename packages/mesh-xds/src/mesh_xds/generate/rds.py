@@ -1,0 +1,359 @@
+"""RDS: the HTTP route configurations Istio gives a sidecar, from VirtualServices and the services it sees.
+
+A sidecar has one outbound HTTP listener per port (``0.0.0.0_9080``, or its outbound address in
+``captureMode: NONE``) whose routes come from the route configuration named after the port (``9080``).
+It holds one virtual host per service with an HTTP port there, named ``<host>:<port>``, whose domains are
+every name a client may use for the service; its routes are those of the VirtualService for the host
+(``gateways: [mesh]``, delegates merged), or a default route to ``outbound|<port>||<host>``. A last
+virtual host catches every other host: ``allow_any`` to the ``PassthroughCluster`` (outbound traffic
+policy ALLOW_ANY, the default) or ``block_all`` answering 502 (REGISTRY_ONLY).
+
+Example::
+
+    from mesh_xds.generate import GenerationContext
+    from mesh_xds.generate.rds import build_routes
+
+    for configuration in build_routes(GenerationContext(proxy, push, registry)):
+        print(configuration.name, [host.name for host in configuration.virtual_hosts])
+
+Inbound HTTP routes are inline in the inbound listeners: :func:`inbound_route_configuration`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Final, final
+
+import attrs
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.config.route.v3 import route_pb2
+from google.protobuf import wrappers_pb2
+from google.protobuf.message import Message
+
+from mesh_config.index import MESH_GATEWAY, ResolvedVirtualService
+from mesh_config.meta import Resource
+from mesh_config.networking.load_balancer import ConsistentHashLB
+from mesh_config.networking.virtual_service import Destination, HTTPRetry
+from mesh_model import ConfigKey, Hostname, Protocol, Service, ServicePort
+from mesh_xds.generate import _route_features as features
+from mesh_xds.generate._domains import domain, domain_with_port, service_domains, with_port
+from mesh_xds.generate._route import (
+    MAX_DIRECT_RESPONSE_BODY,
+    RouteOptions,
+    consistent_hash_for,
+    destination_cluster,
+    requested_names,
+    virtual_service_routes,
+)
+from mesh_xds.generate.context import GenerationContext
+from mesh_xds.generate.gateway_rds import build_gateway_routes
+from mesh_xds.generate.names import (
+    ALLOW_ANY_VIRTUAL_HOST,
+    BLOCK_ALL_VIRTUAL_HOST,
+    DEFAULT_ROUTE,
+    PASSTHROUGH_CLUSTER,
+    inbound_cluster,
+    inbound_virtual_host,
+    outbound_cluster,
+)
+
+__all__ = ["build_routes", "inbound_route_configuration", "is_http_port", "outbound_http_ports"]
+
+_BLOCKED_STATUS: Final = 502
+
+
+def is_http_port(port: ServicePort) -> bool:
+    """True for the service ports that get HTTP routing: HTTP, HTTP2, GRPC and GRPC-Web."""
+    return port.protocol.is_http and port.protocol is not Protocol.HTTP_PROXY
+
+
+def outbound_http_ports(ctx: GenerationContext) -> tuple[int, ...]:
+    """The ports of a sidecar's outbound HTTP listeners: every HTTP port of the services it sees, sorted."""
+    services = ctx.push.visible_services(ctx.workload)
+    return tuple(sorted({port.number for service in services for port in service.ports if is_http_port(port)}))
+
+
+def build_routes(ctx: GenerationContext, names: Iterable[str] | None = None) -> list[Message]:
+    """The route configurations of a proxy, sorted by name.
+
+    For a sidecar: one per outbound HTTP port (:func:`outbound_http_ports`), or those named. A name
+    ``<port>`` is the port's configuration; ``<host>:<port>`` holds only that service's virtual host,
+    matching every domain (Istio's name for sniffed ports and proxyless gRPC clients); any other name gets
+    an empty configuration, as Istio answers for a route it does not know. For a gateway: its servers'
+    configurations (:func:`mesh_xds.generate.gateway_rds.build_gateway_routes`).
+
+    Args:
+        ctx: the proxy and its push.
+        names: the route configurations asked for; all of them when ``None``.
+
+    Raises:
+        TypeError: ``names`` is a string, or holds something other than strings.
+    """
+    if ctx.is_gateway:
+        return build_gateway_routes(ctx, names)
+    builder = _SidecarRoutes(ctx)
+    wanted = requested_names(names, (str(port) for port in outbound_http_ports(ctx)))
+    return [builder.route_configuration(name) for name in wanted]
+
+
+def inbound_route_configuration(port: int, *, hostname: str = "") -> Message:
+    """The route configuration of a sidecar's inbound HTTP port, inline in its listener's filter chain.
+
+    Named ``inbound|<port>||`` with one virtual host ``inbound|http|<port>`` that sends every request to
+    the inbound cluster, without a timeout, retrying twice what was reset before reaching the application.
+
+    Args:
+        port: the inbound (workload) port.
+        hostname: the service host the port serves, for the tracing operation ``<host>:<port>/*``.
+    """
+    action = rc.RouteAction(cluster=inbound_cluster(port), retry_policy=features.inbound_retry_policy())
+    action.timeout.CopyFrom(features.duration(None))
+    action.max_stream_duration.max_stream_duration.CopyFrom(features.duration(None))
+    action.max_stream_duration.grpc_timeout_header_max.CopyFrom(features.duration(None))
+    route = rc.Route(name=DEFAULT_ROUTE, match=rc.RouteMatch(prefix="/"), route=action)
+    if hostname:
+        route.decorator.operation = f"{hostname}:{port}/*"
+    host = rc.VirtualHost(name=inbound_virtual_host(port), domains=["*"], routes=[route])
+    configuration: Message = route_pb2.RouteConfiguration(
+        name=inbound_cluster(port), virtual_hosts=[host], validate_clusters=wrappers_pb2.BoolValue(value=False)
+    )
+    return configuration
+
+
+def _route_configuration(name: str, hosts: list[Any]) -> Message:
+    configuration: Message = route_pb2.RouteConfiguration(
+        name=name,
+        virtual_hosts=hosts,
+        validate_clusters=wrappers_pb2.BoolValue(value=False),
+        max_direct_response_body_size_bytes=wrappers_pb2.UInt32Value(value=MAX_DIRECT_RESPONSE_BODY),
+    )
+    return configuration
+
+
+@final
+@attrs.frozen
+class _Group:
+    """Virtual hosts to build with the same routes: a VirtualService's, or a service's default route."""
+
+    routes: list[Any]
+    hosts: list[str]
+    services: list[Service]
+
+
+@final
+class _SidecarRoutes:
+    """Builds a sidecar's outbound route configurations from one read of its push."""
+
+    def __init__(self, ctx: GenerationContext) -> None:
+        self.ctx = ctx
+        self.visible = ctx.push.visible_services(ctx.workload)
+        self.by_host = {service.hostname: service for service in self.visible}
+        self.virtual_services = ctx.push.virtual_services_for(ctx.workload)
+        self.scope = ctx.push.sidecar_scope(ctx.workload).value
+        self.proxy_domain = ctx.proxy.dns_domain or f"{ctx.namespace}.svc.cluster.local"
+        self._resources: dict[ConfigKey, Resource[Any]] | None = None
+
+    def route_configuration(self, name: str) -> Message:
+        if name.isdigit():
+            port = int(name)
+            return _route_configuration(name, [*self.virtual_hosts(port), self.catch_all()])
+        host, colon, number = name.rpartition(":")
+        if colon and host and number.isdigit():
+            hosts = [
+                vhost
+                for vhost in self.virtual_hosts(int(number))
+                if name in vhost.domains or domain(host) in vhost.domains
+            ]
+            if len(hosts) == 1:
+                del hosts[0].domains[:]
+                hosts[0].domains.append("*")
+            return _route_configuration(name, hosts)
+        configuration: Message = route_pb2.RouteConfiguration(
+            name=name, validate_clusters=wrappers_pb2.BoolValue(value=False)
+        )
+        return configuration
+
+    def _resource_for(self, key: ConfigKey) -> Resource[Any] | None:
+        if self._resources is None:
+            self._resources = {resource.key: resource for resource in self.ctx.push.resources}
+        return self._resources.get(key)
+
+    def _service_for(self, host: Hostname) -> Service | None:
+        return self.by_host.get(host) or self.ctx.push.lookup_service(host, self.ctx.workload).value
+
+    def _hash_for(self, host: Hostname, destination: Destination) -> ConsistentHashLB | None:
+        port = destination.port.number if destination.port is not None and destination.port.number else None
+        return consistent_hash_for(self.ctx, self._service_for(host), port, destination.subset)
+
+    def _default_retry(self) -> HTTPRetry | None:
+        return self.ctx.mesh.default_http_retry_policy
+
+    def options(self, port: int) -> RouteOptions:
+        return RouteOptions(
+            port=port,
+            gateways=frozenset({MESH_GATEWAY}),
+            labels=self.ctx.labels,
+            namespace=self.ctx.namespace,
+            service_for=self._service_for,
+            hash_for=self._hash_for,
+            resource_for=self._resource_for,
+            default_retry=self._default_retry(),
+            grpc=self.ctx.is_grpc,
+        )
+
+    def default_route(self, service: Service, port: int) -> Any:
+        """``BuildDefaultHTTPOutboundRoute``: every path to the service's cluster, Istio's retries, no timeout."""
+        action = rc.RouteAction(cluster=outbound_cluster(port, service.hostname.value))
+        features.set_timeout(action, None, grpc=self.ctx.is_grpc)
+        policy = features.retry_policy(self._default_retry())
+        if policy is not None:
+            action.retry_policy.CopyFrom(policy)
+        hashing = features.hash_policy(consistent_hash_for(self.ctx, service, port))
+        if hashing is not None:
+            action.hash_policy.append(hashing)
+        route = rc.Route(name=DEFAULT_ROUTE, match=rc.RouteMatch(prefix="/"), route=action)
+        route.decorator.operation = f"{service.hostname.value}:{port}/*"
+        return route
+
+    def groups(self, port: int) -> list[_Group]:
+        """``BuildSidecarVirtualHostWrapper``: VirtualService groups first, then default routes."""
+        services: dict[Hostname, Service] = {}
+        for service in self.visible:
+            service_port = service.port(port)
+            if service_port is not None and (is_http_port(service_port) or service_port.protocol.is_unsupported):
+                services[service.hostname] = service
+        candidates = list(self.virtual_services)
+        if port != 80:
+            candidates = [vs for vs in candidates if _selects(vs, services)]
+        owners = _wildcard_owners(candidates, services)
+        options = self.options(port)
+        groups: list[_Group] = []
+        claimed: set[Hostname] = set()
+        for vs in candidates:
+            routes = virtual_service_routes(vs, options)
+            if not routes:
+                continue
+            extra, matched = _separate(vs, services, owners)
+            if not matched and port != 80:
+                continue
+            groups.append(_Group(routes, extra, matched))
+            claimed.update(service.hostname for service in matched)
+        for host in sorted(services, key=lambda name: name.value):
+            if host not in claimed:
+                service = services[host]
+                groups.append(_Group([self.default_route(service, port)], [], [service]))
+        return groups
+
+    def virtual_hosts(self, port: int) -> list[Any]:
+        """The virtual hosts of a port, sorted by name, duplicate names and domains left out."""
+        groups = self.groups(port)
+        known = set()
+        for group in groups:
+            for service in group.services:
+                known.update({service.hostname.value, domain_with_port(service.hostname.value, port)})
+        names: set[str] = set()
+        used: set[str] = set()
+        out = []
+        for group in groups:
+            entries: list[tuple[str, Service | None]] = [(host, None) for host in group.hosts]
+            entries += [(service.hostname.value, service) for service in group.services]
+            for hostname, backing in entries:
+                name = domain_with_port(hostname, port)
+                if name in names:
+                    continue
+                names.add(name)
+                shortened: list[str] = []
+                if backing is None:
+                    domains = with_port([hostname], port)
+                else:
+                    domains, shortened = service_domains(backing, port, self.proxy_domain)
+                kept = []
+                for entry in domains:
+                    if entry.lower() in used or (entry in shortened and entry in known):
+                        continue
+                    used.add(entry.lower())
+                    kept.append(entry)
+                if kept:
+                    out.append(
+                        rc.VirtualHost(name=name, domains=kept, routes=group.routes, include_request_attempt_count=True)
+                    )
+        out.sort(key=lambda host: host.name)
+        return out
+
+    def catch_all(self) -> Any:
+        """``allow_any`` to the PassthroughCluster (or the Sidecar's egress proxy), or ``block_all`` (502)."""
+        mode = self.scope.outbound_traffic_policy
+        if not mode:
+            policy = self.ctx.mesh.outbound_traffic_policy
+            mode = policy.mode.value if policy is not None else "ALLOW_ANY"
+        if mode != "ALLOW_ANY":
+            blocked = rc.Route(
+                name=BLOCK_ALL_VIRTUAL_HOST,
+                match=rc.RouteMatch(prefix="/"),
+                direct_response=rc.DirectResponseAction(status=_BLOCKED_STATUS),
+            )
+            return rc.VirtualHost(
+                name=BLOCK_ALL_VIRTUAL_HOST, domains=["*"], routes=[blocked], include_request_attempt_count=True
+            )
+        cluster = PASSTHROUGH_CLUSTER
+        sidecar = self.scope.sidecar
+        egress = sidecar.spec.outbound_traffic_policy if sidecar is not None else None
+        if egress is not None and egress.egress_proxy is not None:
+            cluster = destination_cluster(egress.egress_proxy, None, None, 0)
+        action = rc.RouteAction(cluster=cluster)
+        action.timeout.CopyFrom(features.duration(None))
+        action.max_grpc_timeout.CopyFrom(features.duration(None))
+        passthrough = rc.Route(name=ALLOW_ANY_VIRTUAL_HOST, match=rc.RouteMatch(prefix="/"), route=action)
+        return rc.VirtualHost(
+            name=ALLOW_ANY_VIRTUAL_HOST, domains=["*"], routes=[passthrough], include_request_attempt_count=True
+        )
+
+
+def _selects(vs: ResolvedVirtualService, services: dict[Hostname, Service]) -> bool:
+    """``selectVirtualServices``: a VirtualService applies on a port when one of its hosts is a service there."""
+    return any(host in services or any(host.matches(name) for name in services) for host in vs.hosts)
+
+
+def _wildcard_owners(
+    virtual_services: list[ResolvedVirtualService], services: dict[Hostname, Service]
+) -> dict[Hostname, ConfigKey]:
+    """For each service, the VirtualService with the most specific wildcard host covering it (oldest on ties)."""
+    owners: dict[Hostname, tuple[tuple[int, int, str], ConfigKey]] = {}
+    for vs in virtual_services:
+        for host in vs.hosts:
+            if not host.is_wildcard:
+                continue
+            for name in services:
+                if not name.matches(host):
+                    continue
+                rank = host.specificity()
+                current = owners.get(name)
+                if current is None or rank < current[0]:
+                    owners[name] = (rank, vs.key)
+    return {name: key for name, (_, key) in owners.items()}
+
+
+def _separate(
+    vs: ResolvedVirtualService, services: dict[Hostname, Service], owners: dict[Hostname, ConfigKey]
+) -> tuple[list[str], list[Service]]:
+    """``separateVSHostsAndServices``: hosts that are not services on the port, and the services it routes."""
+    extra: list[str] = []
+    matched: list[Service] = []
+    for host in vs.hosts:
+        if not host.is_wildcard:
+            if host in services:
+                if services[host] not in matched:
+                    matched.append(services[host])
+            else:
+                extra.append(host.value)
+            continue
+        found = False
+        for name in sorted(services, key=lambda candidate: candidate.value):
+            if not name.matches(host):
+                continue
+            found = True
+            if owners.get(name) == vs.key and services[name] not in matched:
+                matched.append(services[name])
+        if not found:
+            extra.append(host.value)
+    return extra, matched
