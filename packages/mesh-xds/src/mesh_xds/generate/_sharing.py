@@ -1,0 +1,175 @@
+"""What proxies share (private): interned resources and the parts generated once per proxy scope.
+
+Two proxies whose inputs are the same get the same outbound clusters, load assignments and routes. A
+:class:`ScopeKey` names those inputs: the push, registry and mesh objects, the kind of proxy, its namespace,
+labels, locality, DNS domain and address family, and the Sidecar that scopes it. :class:`ScopeCache` keeps
+the parts made for each key, most recently used last, and forgets the keys of older pushes as soon as a new
+push is seen: in a control plane pushes only move forward.
+
+:class:`Interner` makes equal resources one object: a resource packed twice (for two proxies, or by two
+pushes) is the same :class:`~mesh_xds.Resource`, held as long as some snapshot holds it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any, Final, TypeVar, final
+
+import attrs
+from google.protobuf.message import Message
+
+from mesh_model import ConfigKey
+from mesh_xds.generate.context import GenerationContext
+from mesh_xds.resource import Resource, pack
+
+__all__ = ["Interner", "ScopeCache", "ScopeKey", "scope_key"]
+
+_T = TypeVar("_T")
+DEFAULT_MAX_SCOPES: Final = 1024
+
+
+@final
+@attrs.frozen
+class ScopeKey:
+    """The inputs that decide a proxy's shared parts (identities stand for the push and the registry)."""
+
+    push: int
+    registry: int
+    mesh: Hashable
+    kind: str
+    namespace: str
+    labels: tuple[tuple[str, str], ...]
+    locality: str
+    dns_domain: str
+    ipv6: bool
+    sidecar: tuple[ConfigKey, ...]
+
+
+def _all_ipv6(addresses: Iterable[str]) -> bool:
+    found = tuple(addresses)
+    try:
+        return bool(found) and all(ipaddress.ip_address(address).version == 6 for address in found)
+    except ValueError:
+        return False
+
+
+def _by_value(value: object) -> Hashable:
+    """The value itself when it can be hashed (equal MeshConfigs share), else its identity."""
+    try:
+        hash(value)
+    except TypeError:
+        return id(value)
+    return value
+
+
+def scope_key(ctx: GenerationContext, kind: str) -> ScopeKey:
+    """The scope of the proxy of ``ctx``, generated as ``kind`` (sidecar, router or grpc)."""
+    return ScopeKey(
+        push=id(ctx.push),
+        registry=id(ctx.registry),
+        mesh=_by_value(ctx.mesh),
+        kind=kind,
+        namespace=ctx.namespace,
+        labels=tuple(sorted(ctx.labels.items())),
+        locality=str(ctx.proxy.locality),
+        dns_domain=ctx.proxy.dns_domain,
+        ipv6=_all_ipv6(ctx.proxy.ip_addresses),
+        sidecar=tuple(sorted(ctx.push.sidecar_scope(ctx.workload).sources)),
+    )
+
+
+@final
+class _Entry:
+    """The parts of one scope, with the objects whose identities its key holds (so that they stay alive)."""
+
+    __slots__ = ("anchors", "parts")
+
+    def __init__(self, anchors: tuple[object, ...]) -> None:
+        self.anchors = anchors
+        self.parts: dict[Hashable, object] = {}
+
+
+@final
+class ScopeCache:
+    """The parts generated per scope: computed once, then shared (thread-safe).
+
+    Args:
+        max_scopes: the most scopes kept; the least recently used go first.
+    """
+
+    def __init__(self, max_scopes: int = DEFAULT_MAX_SCOPES) -> None:
+        self._max = max_scopes
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[ScopeKey, _Entry] = OrderedDict()
+        self._push = 0
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def part(self, ctx: GenerationContext, key: ScopeKey, name: Hashable, make: Callable[[], _T]) -> _T:
+        """The part ``name`` of the scope ``key``, made by ``make()`` the first time it is asked for."""
+        with self._lock:
+            entry = self._entry(ctx, key)
+            if name in entry.parts:
+                self.hits += 1
+                found: Any = entry.parts[name]
+                return found  # type: ignore[no-any-return]
+            self.misses += 1
+        made = make()
+        with self._lock:
+            entry.parts.setdefault(name, made)
+            kept: Any = entry.parts[name]
+        return kept  # type: ignore[no-any-return]
+
+    def clear(self) -> None:
+        """Forget every scope."""
+        with self._lock:
+            self._entries.clear()
+
+    def _entry(self, ctx: GenerationContext, key: ScopeKey) -> _Entry:
+        if key.push != self._push:
+            stale = [other for other in self._entries if other.push != key.push]
+            for other in stale:
+                del self._entries[other]
+            self._push = key.push
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = _Entry((ctx.push, ctx.registry, ctx.mesh))
+            self._entries[key] = entry
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+        else:
+            self._entries.move_to_end(key)
+        return entry
+
+
+@final
+class Interner:
+    """One :class:`~mesh_xds.Resource` object per (type, name, content), while any snapshot holds it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._resources: weakref.WeakValueDictionary[tuple[str, str, str], Resource] = weakref.WeakValueDictionary()
+
+    def __len__(self) -> int:
+        return len(self._resources)
+
+    def intern(self, resource: Resource) -> Resource:
+        """The resource equal to ``resource`` that is already shared, else ``resource`` itself."""
+        key = (resource.type_url, resource.name, resource.version)
+        with self._lock:
+            found = self._resources.get(key)
+            if found is None:
+                self._resources[key] = resource
+                return resource
+            return found
+
+    def pack(self, messages: Iterable[Message]) -> list[Resource]:
+        """Pack messages into resources, interned."""
+        return [self.intern(pack(message)) for message in messages]
