@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from meshctl import validate
+from meshctl import bootstrap, proxy_config, proxy_status, validate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,11 +15,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meshctl", description="Command line of the mesh control plane.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     validate.add_parser(commands)
+    proxy_status.add_parser(commands)
+    proxy_config.add_parser(commands)
+    bootstrap.add_parser(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run meshctl; returns the exit code (0 ok, 1 a problem was found, 2 a usage error)."""
+    """Run meshctl; returns the exit code (0 ok, 1 a problem was found or a server is unreachable, 2 a usage error)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -2,10 +2,10 @@
 
 ``grpcio-csds`` only dumps the xDS config of the gRPC library's own *client* (``cygrpc.dump_xds_configs``),
 so the service is implemented here: one ``ClientConfig`` per open stream, with one ``GenericXdsConfig`` per
-resource the client holds (as far as the server knows), the version, and the state of the type's last
-response (SYNCED, STALE, ERROR after a NACK, with the client's error text). Node matchers select clients
-by node id (exact, prefix, suffix, contains, with ``ignore_case``). Secrets are listed by name and
-version only: their contents (private keys) are never shown.
+resource the client holds (as far as the server knows; one without a name for a type it holds nothing of),
+the version, and the state of the type's last response (NOT_SENT, SYNCED, STALE, ERROR after a NACK, with
+the client's error text). Node matchers select clients by node id (exact, prefix, suffix, contains, with
+``ignore_case``). Secrets are listed by name and version only: their contents (private keys) are never shown.
 """
 
 from __future__ import annotations
@@ -82,20 +82,22 @@ def _add_type(config: Any, status: TypeStatus, kind: StreamKind, *, contents: bo
     updated = status.last_ack.at if status.last_ack is not None else None
     if updated is None and status.last_sent is not None:
         updated = status.last_sent.at
-    for resource in status.resources.values():
+    # A type the client holds nothing of still gets one entry, without a name (as istiod's syncz reports
+    # every type), so that its state shows: an empty response ACKed is SYNCED, not NOT SENT.
+    for resource in status.resources.values() or (None,):
         entry = config.generic_xds_configs.add(
             type_url=status.type_url,
-            name=resource.name,
+            name="" if resource is None else resource.name,
             config_status=_CONFIG_STATUS[state],
             client_status=_CLIENT_STATUS[state],
         )
-        if kind is StreamKind.DELTA:
+        if kind is StreamKind.DELTA and resource is not None:
             entry.version_info = resource.version
         elif status.last_sent is not None:
             entry.version_info = status.last_sent.version
         if updated is not None:
             entry.last_updated.CopyFrom(_timestamp(updated))
-        if contents and status.type_url != SECRET_TYPE:
+        if contents and resource is not None and status.type_url != SECRET_TYPE:
             entry.xds_config.ParseFromString(resource.any_bytes)
         nack = status.last_nack
         if state is SyncState.NACKED and nack is not None:
