@@ -18,13 +18,21 @@ client must drop:
 - subscription changes are honoured even with a stale nonce (the protocol says so); the nonce only says
   which response an ACK or NACK is for;
 - a resource version the client NACKed is never sent again; the client keeps its previous one.
+
+Streams share their answers. Once a client holds exactly what one resource set offers its subscription
+(as every proxy with the same view does after a push), the stream notes that set's digest as its *basis*
+and shares the maps of what the client holds with every other stream in the same position. What to send
+when the view moves to another set depends then only on the basis, the subscription and the new set: it is
+worked out and encoded once, kept with the new set, and every such stream adds only its nonce. A stream
+with a history of its own (a NACK, a subscription change, a client that came back with other versions)
+works out its answer alone until it holds exactly what a set offers again.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Final
+from typing import Final, final
 
 from mesh_xds import _versions, _wire
 from mesh_xds._session import (
@@ -42,6 +50,40 @@ from mesh_xds.status import TypeStatus
 
 _IN_FLIGHT_KEPT: Final = 64
 _ABSENT: Final = ""  # the client was told the resource does not exist
+_FRESH: Final = "-"  # the basis of a client that holds nothing yet (no digest looks like it)
+
+Subscription = tuple[bool, frozenset[str]]
+"""Whether a client takes every resource of the type, and the names it subscribed to explicitly."""
+
+
+@final
+class _Change:
+    """What one response sends: resources (with their encoding) and removed names."""
+
+    __slots__ = ("body", "names", "pairs", "removed", "removed_bytes", "resources")
+
+    def __init__(self, sent: list[Resource], removed: tuple[str, ...]) -> None:
+        self.resources = tuple(sent)
+        self.names = tuple(resource.name for resource in sent)
+        self.pairs = tuple((resource.name, resource.version) for resource in sent)
+        self.body = b"".join(part for resource in sent for part in resource.delta_parts())
+        self.removed = removed
+        self.removed_bytes = _wire.removed_fields(removed)
+
+
+@final
+class _Holdings:
+    """What a client holds once it has everything a set offers its subscription, shared by such streams."""
+
+    __slots__ = ("client", "held", "subscription")
+
+    def __init__(self, available: ResourceSet, subscription: Subscription) -> None:
+        wildcard, explicit = subscription
+        names = available.names if wildcard else sorted(name for name in explicit if name in available)
+        self.held = {name: available[name] for name in names}
+        self.client = {name: resource.version for name, resource in self.held.items()}
+        self.client.update((name, _ABSENT) for name in explicit if name not in available)
+        self.subscription = subscription
 
 
 class _DeltaType(TypeRecord):
@@ -57,13 +99,50 @@ class _DeltaType(TypeRecord):
         # nonce -> (system version, the (name, version) pairs sent with it), oldest first
         self.in_flight: OrderedDict[str, tuple[str, tuple[tuple[str, str], ...]]] = OrderedDict()
         self.answered: ResourceSet | None = None  # the set the last response was computed from
+        # The digest of the set whose offer the client holds exactly (client and held are then shared with
+        # other streams: never change them in place), _FRESH when it holds nothing, or None.
+        self.basis: str | None = None
+        self.named_initial = False  # the client named what it holds; the first answer looks the names up
+        self._subscription: Subscription | None = None
+
+    @property
+    def subscription(self) -> Subscription:
+        """The subscription as a key (one object, shared by the streams in step with this one)."""
+        if self._subscription is None:
+            self._subscription = (self.wildcard, frozenset(self.explicit))
+        return self._subscription
+
+    @property
+    def shared(self) -> bool:
+        """Whether ``client`` and ``held`` are shared with other streams."""
+        return self.basis is not None and self.basis != _FRESH
+
+    def own(self) -> None:
+        """Make ``client`` and ``held`` this stream's own, to change them."""
+        if self.basis is not None:
+            self.client = dict(self.client)
+            self.held = dict(self.held)
+            self.basis = None
+
+    def adopt(self, available: ResourceSet) -> None:
+        """Take, shared, what the client holds once it has everything ``available`` offers."""
+        holdings = available._memo(
+            ("delta-holdings", self.subscription), lambda: _Holdings(available, self.subscription)
+        )
+        self.client = holdings.client
+        self.held = holdings.held
+        self._subscription = holdings.subscription
+        self.basis = available.digest
 
     def take_subscriptions(self, request: DeltaRequest, first: bool) -> None:
         wildcard_type = is_wildcard_type(self.type_url)
-        if request.subscribe or request.unsubscribe:
+        if first or request.subscribe or request.unsubscribe:
             self.answered = None  # the subscription changed: compute the answer again
+            self.own()
+            self._subscription = None
         if first:
             self.client = dict(request.initial_versions)
+            self.named_initial = bool(self.client)
             if wildcard_type and not request.subscribe and not request.unsubscribe:
                 self.wildcard = True
         for name in request.subscribe:
@@ -84,6 +163,10 @@ class _DeltaType(TypeRecord):
                 self.force.add(name)
             else:
                 self._forget(name)
+        if first and not self.client and self.force <= self.explicit and self.type_url != SECRET_TYPE:
+            # Every forced name is one the client does not hold and asked for: the answer is that of any
+            # client that holds nothing, with this subscription.
+            self.basis = _FRESH
 
     def take_reply(self, request: DeltaRequest) -> RequestKind:
         entry = self.in_flight.get(request.nonce)
@@ -103,6 +186,7 @@ class _DeltaType(TypeRecord):
         return RequestKind.ACK
 
     def _forget(self, name: str) -> None:
+        self.own()
         self.client.pop(name, None)
         self.held.pop(name, None)
         self.force.discard(name)
@@ -142,8 +226,9 @@ class DeltaSession(Session):
         result = {}
         for type_url in self.type_urls:
             state = self._state(type_url)
-            held = {name: state.held[name] for name in sorted(state.held)}
-            result[type_url] = state.status(wildcard=state.wildcard, names=state.explicit, resources=held)
+            # A shared map is in name order and never changes; a stream's own one is copied in name order.
+            held = state.held if state.shared else {name: state.held[name] for name in sorted(state.held)}
+            result[type_url] = state.status(wildcard=state.wildcard, names=state.subscription[1], resources=held)
         return result
 
     def _state(self, type_url: str) -> _DeltaType:
@@ -160,30 +245,73 @@ class DeltaSession(Session):
         available = view.resources(type_url)
         if available is state.answered and not state.force and not state.must_respond:
             return None
-        sent, removed = _changes(state, available)
-        if not sent and not removed and not state.must_respond:
-            state.answered = available
-            return None
-        for resource in sent:
-            state.client[resource.name] = resource.version
-            state.held[resource.name] = resource
-        for name in removed:
-            state.held.pop(name, None)
-            if name in state.explicit:
-                state.client[name] = _ABSENT
-            else:
-                state.client.pop(name, None)
-        state.force.clear()
-        state.must_respond = False
+        shared = state.basis is not None and not state.nacked
+        if shared:
+            # Every stream with this basis and subscription gets the same answer: work it out once. Its
+            # forced names are names the client does not hold: the answer has them anyway.
+            key = ("delta-change", state.basis, state.subscription)
+            change = available._memo(key, lambda: _Change(*_changes(state, available)))
+            state.force.clear()
+        else:
+            change = _Change(*_changes(state, available))
+            if state.named_initial:
+                _hold_initial(state, available)
+        sends = bool(change.names or change.removed or state.must_respond)
+        if sends:
+            state.force.clear()
+        if shared:
+            state.adopt(available)
+        else:
+            _apply(state, change)
+            _share_if_in_step(state, available)
         state.answered = available
+        if not sends:
+            return None
+        state.must_respond = False
         nonce = _versions.nonce()
         version = available.version
-        state.in_flight[nonce] = (version, tuple((resource.name, resource.version) for resource in sent))
+        state.in_flight[nonce] = (version, change.pairs)
         while len(state.in_flight) > _IN_FLIGHT_KEPT:
             state.in_flight.popitem(last=False)
-        parts = (part for resource in sent for part in resource.delta_parts())
-        payload = _wire.delta_response(version, type_url, nonce, parts, removed, self._control_plane)
-        return Outgoing(type_url, version, nonce, tuple(resource.name for resource in sent), removed, payload)
+        payload = _wire.delta_response(
+            version, type_url, nonce, (change.body,), change.removed_bytes, self._control_plane
+        )
+        return Outgoing(type_url, version, nonce, change.names, change.removed, payload)
+
+
+def _apply(state: _DeltaType, change: _Change) -> None:
+    """Record, on a stream of its own, that the client was sent a change."""
+    if not change.names and not change.removed:
+        return
+    state.own()
+    for resource in change.resources:
+        state.client[resource.name] = resource.version
+        state.held[resource.name] = resource
+    for name in change.removed:
+        state.held.pop(name, None)
+        if name in state.explicit:
+            state.client[name] = _ABSENT
+        else:
+            state.client.pop(name, None)
+
+
+def _hold_initial(state: _DeltaType, available: ResourceSet) -> None:
+    """Count as held what the client named in its first request at the version the view has."""
+    state.named_initial = False
+    state.own()
+    for name, version in state.client.items():
+        resource = available.get(name)
+        if resource is not None and resource.version == version:
+            state.held[name] = resource
+
+
+def _share_if_in_step(state: _DeltaType, available: ResourceSet) -> None:
+    """Share the holdings of a stream whose client now holds exactly what ``available`` offers it."""
+    if state.nacked or state.force or state.type_url == SECRET_TYPE:
+        return
+    holdings = available._memo(("delta-holdings", state.subscription), lambda: _Holdings(available, state.subscription))
+    if state.client == holdings.client and state.held == holdings.held:
+        state.adopt(available)
 
 
 def _changes(state: _DeltaType, available: Mapping[str, Resource]) -> tuple[list[Resource], tuple[str, ...]]:

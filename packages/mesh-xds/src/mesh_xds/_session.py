@@ -17,7 +17,7 @@ Rules common to both variants:
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Final
 
@@ -108,6 +108,7 @@ class TypeRecord:
         self.stale = 0
         self.requests = 0
         self.client_version = ""
+        self._names: tuple[frozenset[str], tuple[str, ...]] = (frozenset(), ())  # a subscription, sorted
 
     def record_sent(self, outgoing: Outgoing) -> None:
         self.last_sent = Sent(
@@ -123,11 +124,13 @@ class TypeRecord:
         self.last_nack = Nack(version, nonce, now(), error.code, error.message)
         self.nacks += 1
 
-    def status(self, *, wildcard: bool, names: Iterable[str], resources: Mapping[str, Resource]) -> TypeStatus:
+    def status(self, *, wildcard: bool, names: frozenset[str], resources: Mapping[str, Resource]) -> TypeStatus:
+        if names is not self._names[0]:  # sorted again only when the subscription changed
+            self._names = (names, tuple(sorted(names)))
         return TypeStatus(
             type_url=self.type_url,
             wildcard=wildcard,
-            names=tuple(sorted(names)),
+            names=self._names[1],
             last_sent=self.last_sent,
             last_ack=self.last_ack,
             last_nack=self.last_nack,

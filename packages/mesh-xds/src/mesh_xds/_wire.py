@@ -83,7 +83,7 @@ def delta_response(
     type_url: str,
     nonce: str,
     resources: Iterable[bytes],
-    removed: Iterable[str],
+    removed: Iterable[str] | bytes,
     control_plane_bytes: bytes = b"",
 ) -> bytes:
     """A serialized ``DeltaDiscoveryResponse``.
@@ -93,14 +93,19 @@ def delta_response(
         type_url: the response's type URL.
         nonce: the response's nonce.
         resources: the encoded ``Resource`` fields (field 2), in order.
-        removed: the names of removed resources.
+        removed: the names of removed resources, or their fields already encoded by :func:`removed_fields`.
         control_plane_bytes: a serialized ``ControlPlane``, or empty.
     """
     parts = [text(1, system_version), *resources, text(4, type_url), text(5, nonce)]
-    parts.extend(header(6, len(encoded)) + encoded for encoded in (name.encode("utf-8") for name in removed))
+    parts.append(removed if isinstance(removed, bytes) else removed_fields(removed))
     if control_plane_bytes:
         parts.append(header(7, len(control_plane_bytes)) + control_plane_bytes)
     return b"".join(parts)
+
+
+def removed_fields(names: Iterable[str]) -> bytes:
+    """The ``removed_resources`` fields (6) of a ``DeltaDiscoveryResponse``, in order."""
+    return b"".join(header(6, len(encoded)) + encoded for encoded in (name.encode("utf-8") for name in names))
 
 
 def delta_resource_parts(name: str, version: str, any_size: int) -> tuple[bytes, bytes]:

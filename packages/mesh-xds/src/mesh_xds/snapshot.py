@@ -3,7 +3,7 @@
 A :class:`ResourceSet` holds the resources of one type by name; a :class:`Snapshot` holds one set per type.
 Both are immutable, and both share their :class:`~mesh_xds.resource.Resource` objects: a thousand proxies
 with the same clusters hold a thousand references to the same bytes, and a set's encoded response body is
-built once for all of them.
+built once for all of them (so is a Delta answer: what changed between two sets for one subscription).
 
 A snapshot is *consistent* when every resource it refers to over ADS is in it: the clusters named by
 listeners and routes, the load assignment of every EDS cluster, the route configuration of every RDS
@@ -13,8 +13,9 @@ lists what is not; :class:`~mesh_xds.SnapshotCache` refuses an inconsistent snap
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from typing import final
+import threading
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from typing import Final, TypeVar, cast, final
 
 import attrs
 from google.protobuf.message import Message
@@ -25,6 +26,11 @@ from mesh_xds.errors import InconsistentSnapshotError, InvalidResourceError
 from mesh_xds.resource import CLUSTER_TYPE, Reference, Resource, pack, push_order
 
 __all__ = ["MissingReference", "ResourceSet", "Snapshot"]
+
+_T = TypeVar("_T")
+_MEMO_KEPT: Final = 32  # values derived from one set and kept with it, the oldest dropped first
+_memo_lock = threading.Lock()
+_NOT_BUILT: Final = object()
 
 
 def _message_name(type_url: str) -> str:
@@ -39,7 +45,7 @@ class ResourceSet(Mapping[str, Resource]):
         InvalidResourceError: a resource has another type, or two resources have the same name.
     """
 
-    __slots__ = ("_by_name", "_digest", "_names", "_references", "_sotw_body", "_type_url", "_version")
+    __slots__ = ("_by_name", "_digest", "_memo_values", "_names", "_references", "_sotw_body", "_type_url", "_version")
 
     def __init__(self, type_url: str, resources: Iterable[Resource] = ()) -> None:
         by_name: dict[str, Resource] = {}
@@ -62,6 +68,7 @@ class ResourceSet(Mapping[str, Resource]):
         self._references: frozenset[Reference] | None = None
         self._sotw_body: bytes | None = None
         self._names: tuple[str, ...] | None = None
+        self._memo_values: dict[Hashable, object] = {}
 
     @property
     def type_url(self) -> str:
@@ -101,6 +108,22 @@ class ResourceSet(Mapping[str, Resource]):
         if self._sotw_body is None:
             self._sotw_body = b"".join(part for resource in self._by_name.values() for part in resource.sotw_parts())
         return self._sotw_body
+
+    def _memo(self, key: Hashable, build: Callable[[], _T]) -> _T:
+        """A value derived from this set, built once and shared by every stream that asks with an equal key.
+
+        Used within mesh_xds (Delta answers). ``key`` must say what the value is, as ``build`` is not part of it.
+        At most a few dozen values are kept, the oldest dropped first, and they live as long as the set.
+        """
+        values = self._memo_values
+        found = values.get(key, _NOT_BUILT)
+        if found is _NOT_BUILT:
+            found = build()
+            with _memo_lock:
+                found = values.setdefault(key, found)
+                while len(values) > _MEMO_KEPT:
+                    del values[next(iter(values))]
+        return cast(_T, found)
 
     def __getitem__(self, name: str) -> Resource:
         return self._by_name[name]
