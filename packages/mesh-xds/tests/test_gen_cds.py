@@ -188,7 +188,7 @@ spec: {mtls: {mode: DISABLE}}
     assert "transport_socket_matches" not in _dicts(_context(config))[REVIEWS]
 
 
-def test_grpc_ports_speak_http2_and_sniffed_ports_follow_the_downstream():
+def test_grpc_ports_speak_http2_and_ports_of_unknown_protocol_are_plain_tcp():
     clusters = _dicts(_context())
     grpc = clusters[RATINGS]
     assert grpc["typed_extension_protocol_options"][HTTP_OPTIONS]["explicit_http_config"] == {
@@ -196,11 +196,11 @@ def test_grpc_ports_speak_http2_and_sniffed_ports_follow_the_downstream():
     }
     context = grpc["transport_socket_matches"][0]["transport_socket"]["typed_config"]
     assert context["common_tls_context"]["alpn_protocols"] == ["istio-peer-exchange", "istio", "h2"]
-    sniffed = clusters["outbound|9091||ratings.default.svc.cluster.local"]["typed_extension_protocol_options"]
-    assert sniffed[HTTP_OPTIONS]["use_downstream_protocol_config"] == {
-        "http_protocol_options": {},
-        "http2_protocol_options": {},
-    }
+    # Not sniffed: the listener proxies TCP, so the cluster has no HTTP options, on sidecars and gateways alike.
+    unknown = clusters["outbound|9091||ratings.default.svc.cluster.local"]
+    assert "typed_extension_protocol_options" not in unknown
+    tls = unknown["transport_socket_matches"][0]["transport_socket"]["typed_config"]
+    assert tls["common_tls_context"]["alpn_protocols"] == ["istio-peer-exchange", "istio"]
     gateway = _dicts(_context(kind="router"))["outbound|9091||ratings.default.svc.cluster.local"]
     assert "typed_extension_protocol_options" not in gateway
     assert "outbound|53||ratings.default.svc.cluster.local" not in clusters

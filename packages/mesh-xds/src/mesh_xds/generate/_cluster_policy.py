@@ -155,12 +155,14 @@ def _use_downstream(options: Any) -> None:
     options.use_downstream_protocol_config.CopyFrom(config)
 
 
-def set_upstream_protocol(options: Any, protocol: Protocol, *, sidecar: bool) -> None:
-    """HTTP/2 for HTTP2 and gRPC ports; the downstream protocol for sniffed ports of sidecars."""
+def set_upstream_protocol(options: Any, protocol: Protocol) -> None:
+    """HTTP/2 for HTTP2 and gRPC ports.
+
+    Ports of unknown protocol are not sniffed: their listeners proxy TCP, so their clusters get no HTTP
+    options (Istio, which sniffs them, gives them the downstream's protocol).
+    """
     if protocol.is_http2:
         _set_h2(options)
-    elif sidecar and protocol.is_unsupported:
-        _use_downstream(options)
 
 
 def apply_h2_upgrade(options: Any, protocol: Protocol, pool: ConnectionPoolSettings | None, mesh: Any) -> None:

@@ -14,7 +14,8 @@
 A VirtualService applies to a server when it is bound to the server's Gateway, visible in the proxy's
 namespace and shares a host with the server (a ``namespace/host`` server host only with VirtualServices of
 that namespace). HTTP chains run the proxy's authentication and authorization filters (JWT, CUSTOM, RBAC) in
-their connection manager; TCP and TLS chains run its network authorization filters before the TCP proxy.
+their connection manager; TCP and TLS chains run its network authorization filters before the TCP proxy,
+whose destinations and DestinationRule settings are those of sidecars (:mod:`._tcp_routes`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from google.protobuf import duration_pb2
 
 from mesh_config.index import ResolvedVirtualService, resolve_gateway_name
 from mesh_config.networking.server_tls import ServerTLSMode, ServerTLSSettings
-from mesh_model import ConfigKey, Hostname, InvalidHostError, MeshLocation, Protocol, Service, resolve_short_name
+from mesh_model import ConfigKey, Hostname, InvalidHostError, Protocol
 from mesh_xds.generate import _ext_authz, names
 from mesh_xds.generate._downstream_tls import transport_socket
 from mesh_xds.generate._gateway_filters import (
@@ -39,8 +40,9 @@ from mesh_xds.generate._gateway_filters import (
     network_filter,
     tcp_proxy,
 )
-from mesh_xds.generate._gateway_merge import GatewayServer, MergedPort
+from mesh_xds.generate._gateway_merge import GatewayServer, MergedPort, auto_passthrough_services
 from mesh_xds.generate._gateway_tls import gateway_tls_context
+from mesh_xds.generate._tcp_routes import route_tcp_proxy
 from mesh_xds.generate.context import GenerationContext
 from mesh_xds.generate.jwt import build_jwt_filter
 from mesh_xds.generate.rbac import build_http_rbac, build_network_rbac, trust_domains
@@ -214,12 +216,9 @@ class ChainBuilder:
         return chains
 
     def _auto_passthrough_chains(self, server: GatewayServer) -> list[FilterChain]:
-        exposed = [host for host in (_parse(text) for text in server.sni_hosts) if host is not None]
         ctx = self.ctx
         chains = []
-        for service in sorted(ctx.push.visible_services(ctx.workload), key=lambda s: s.hostname.value):
-            if service.location is MeshLocation.MESH_EXTERNAL or not any(h.covers(service.hostname) for h in exposed):
-                continue
+        for service in auto_passthrough_services(ctx, server.sni_hosts):
             rule = ctx.push.destination_rule(ctx.workload, service)
             subsets = [""] + ([subset.name for subset in rule.value.spec.subsets] if rule.value is not None else [])
             for port in service.ports:
@@ -237,49 +236,15 @@ class ChainBuilder:
         self, vs: ResolvedVirtualService, routes: Sequence[Any], port: int
     ) -> tuple[list[Any], tuple[ConfigKey, ...]]:
         """Istio's ``buildOutboundNetworkFilters``: a TCP proxy to one destination, or to several by weight."""
-        targets = []
-        sources: list[ConfigKey] = []
-        max_duration = None
-        for index, route in enumerate(routes):
-            destination = route.destination
-            if destination is None:
-                continue
-            host = _resolve(destination.host, vs.resource.namespace)
-            service = self.ctx.push.lookup_service(host, self.ctx.workload).value if host is not None else None
-            if index == 0 and service is not None:
-                max_duration, rule_sources = self._max_connection_duration(service)
-                sources.extend(rule_sources)
-            if len(routes) > 1 and route.weight <= 0:
-                continue
-            targets.append((_cluster(destination, host, service, port), route.weight))
-        if not targets:
+        proxy = route_tcp_proxy(self.ctx, vs, routes, port)
+        if proxy is None:
             return [], ()
-        stat_prefix = targets[0][0] if len(targets) == 1 else f"{vs.resource.name}.{vs.resource.namespace}"
-        return [tcp_proxy(stat_prefix, targets, max_duration=max_duration)], tuple(sources)
-
-    def _max_connection_duration(self, service: Service) -> tuple[Any | None, tuple[ConfigKey, ...]]:
-        """The DestinationRule's ``tcp.maxConnectionDuration`` for the service, if any."""
-        rule = self.ctx.push.destination_rule(self.ctx.workload, service)
-        policy = rule.value.spec.traffic_policy if rule.value is not None else None
-        pool = policy.connection_pool if policy is not None else None
-        limit = pool.tcp.max_connection_duration if pool is not None and pool.tcp is not None else None
-        if limit is None:
-            return None, ()
-        value = duration_pb2.Duration()
-        value.FromNanoseconds(limit.nanos)
-        return value, rule.sources
+        return [proxy.filter], proxy.sources
 
 
 def _parse(text: str) -> Hostname | None:
     try:
         return Hostname.parse(text)
-    except InvalidHostError:
-        return None
-
-
-def _resolve(text: str, namespace: str) -> Hostname | None:
-    try:
-        return resolve_short_name(text, namespace)
     except InvalidHostError:
         return None
 
@@ -302,12 +267,3 @@ def _l4_match(port: int, gateways: Iterable[str], server: GatewayServer, vs: Res
         return False
     named = [resolve_gateway_name(name, vs.resource.namespace) for name in gateways]
     return not named or server.gateway_name in named
-
-
-def _cluster(destination: Any, host: Hostname | None, service: Service | None, port: int) -> str:
-    """``outbound|<port>|<subset>|<host>``: the destination's port, else the service's only one, else the server's."""
-    if destination.port is not None and destination.port.number:
-        port = destination.port.number
-    elif service is not None and len(service.ports) == 1:
-        port = service.ports[0].number
-    return names.outbound_cluster(port, host.value if host is not None else destination.host, destination.subset)

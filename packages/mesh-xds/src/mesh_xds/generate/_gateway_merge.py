@@ -23,11 +23,18 @@ import attrs
 
 from mesh_config.networking.gateway import Gateway, Port, Server
 from mesh_config.networking.server_tls import ServerTLSMode, ServerTLSSettings
-from mesh_model import ConfigKey, Protocol
+from mesh_model import ConfigKey, Hostname, InvalidHostError, MeshLocation, Protocol, Service
 from mesh_xds.generate import names
 from mesh_xds.generate.context import GenerationContext
 
-__all__ = ["GatewayServer", "MergedGateway", "MergedPort", "merge_gateways", "selected_gateways"]
+__all__ = [
+    "GatewayServer",
+    "MergedGateway",
+    "MergedPort",
+    "auto_passthrough_services",
+    "merge_gateways",
+    "selected_gateways",
+]
 
 _log = logging.getLogger("mesh_xds.generate")
 
@@ -173,6 +180,25 @@ def merge_gateways(ctx: GenerationContext) -> MergedGateway:
         for server in resource.spec.servers:
             merger.add(resource, server)
     return merger.result()
+
+
+def auto_passthrough_services(ctx: GenerationContext, hosts: Iterable[str]) -> list[Service]:
+    """The services an ``AUTO_PASSTHROUGH`` server with ``hosts`` exposes, sorted by host name.
+
+    Those the proxy sees that are inside the mesh and whose host one of ``hosts`` covers; each gets SNI-DNAT
+    filter chains on the gateway and SNI-DNAT clusters ``outbound_.<port>_.<subset>_.<host>``.
+    """
+    exposed = []
+    for text in hosts:
+        try:
+            exposed.append(Hostname.parse(text))
+        except InvalidHostError:
+            continue
+    return [
+        service
+        for service in sorted(ctx.push.visible_services(ctx.workload), key=lambda s: s.hostname.value)
+        if service.location is not MeshLocation.MESH_EXTERNAL and any(h.covers(service.hostname) for h in exposed)
+    ]
 
 
 def _sanitize(hosts: Iterable[str], namespace: str) -> tuple[str, ...]:

@@ -3,7 +3,7 @@
 * ``inbound|<targetPort>||``: one per target port of the services that select the workload (their selector
   matches the proxy's labels in its namespace), a STATIC cluster to the application's address on that port
   (in ``captureMode: NONE`` style, like a Sidecar ingress ``defaultEndpoint``). The first service by host
-  name sets the protocol (HTTP/2 for HTTP2 and gRPC ports, the downstream's for sniffed ports); the
+  name sets the protocol (HTTP/2 for HTTP2 and gRPC ports; ports of unknown protocol are TCP); the
   connection pool of its DestinationRule applies, overridden by the Sidecar's ``connectionPool`` for the
   port or its ``inboundConnectionPool``.
 * ``BlackHoleCluster``: STATIC without endpoints, for traffic that must go nowhere.
@@ -135,7 +135,7 @@ def inbound_clusters(ctx: GenerationContext) -> list[Any]:
         cluster.common_lb_config.SetInParent()
         _static_endpoint(cluster, application, target)
         options = http_options()
-        set_upstream_protocol(options, port.protocol, sidecar=True)
+        set_upstream_protocol(options, port.protocol)
         hosts: dict[str, Service] = {}
         for member, _ in members:
             hosts.setdefault(member.hostname.value, member)

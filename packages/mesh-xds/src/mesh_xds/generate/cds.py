@@ -3,7 +3,10 @@
 For a sidecar: ``outbound|<port>||<host>`` for every port of every service its Sidecar scope sees, plus
 ``outbound|<port>|<subset>|<host>`` for every subset of the service's DestinationRule; its inbound clusters
 ``inbound|<targetPort>||``; ``BlackHoleCluster``, ``PassthroughCluster`` and ``InboundPassthroughCluster``.
-A gateway gets the outbound clusters and ``BlackHoleCluster`` only.
+A gateway gets the outbound clusters and ``BlackHoleCluster``, and when a Gateway that selects it has an
+``AUTO_PASSTHROUGH`` server, the SNI-DNAT clusters ``outbound_.<port>_.<subset>_.<host>`` of every mesh-internal
+service the server exposes: the same clusters (and, over EDS, the same endpoints) without upstream TLS, since
+they forward the client's mutual TLS untouched to the endpoint its SNI names.
 
 An outbound cluster's type follows the service's resolution: EDS over ADS (``service_name`` = the cluster
 name) for STATIC, STRICT_DNS for DNS and LOGICAL_DNS for DNS_ROUND_ROBIN (with their endpoints inline; a DNS
@@ -46,6 +49,7 @@ from mesh_xds.generate._cluster_policy import (
     set_upstream_protocol,
 )
 from mesh_xds.generate._cluster_tls import apply_proxy_protocol, apply_upstream_tls
+from mesh_xds.generate._gateway_merge import auto_passthrough_services, merge_gateways
 from mesh_xds.generate._local_clusters import (
     black_hole_cluster,
     inbound_clusters,
@@ -142,11 +146,12 @@ def _set_metadata(cluster: Any, values: dict[str, Any]) -> None:
         cluster.metadata.filter_metadata[key].update(value)
 
 
-def _outbound_cluster(target: _Target, port: ServicePort, subset: Subset | None) -> Any | None:
+def _outbound_cluster(target: _Target, port: ServicePort, subset: Subset | None, *, sni_dnat: bool) -> Any | None:
     ctx, service, rule = target.ctx, target.service, target.rule
     host = service.hostname.value
     subset_name = subset.name if subset is not None else ""
-    name = names.outbound_cluster(port.number, host, subset_name)
+    sni = names.outbound_sni(port.number, host, subset_name)
+    name = sni if sni_dnat else names.outbound_cluster(port.number, host, subset_name)
     spec = rule.value.spec if rule.value is not None else None
     policy = cluster_policy(
         spec.traffic_policy if spec is not None else None,
@@ -171,7 +176,7 @@ def _outbound_cluster(target: _Target, port: ServicePort, subset: Subset | None)
         cluster.load_assignment.cluster_name = name
         cluster.load_assignment.endpoints.extend(groups)
     options = http_options()
-    set_upstream_protocol(options, port.protocol, sidecar=target.sidecar)
+    set_upstream_protocol(options, port.protocol)
     _set_metadata(cluster, {"istio": {"services": [service_metadata(service)]}})
     pool = policy.connection_pool if policy is not None else None
     apply_h2_upgrade(options, port.protocol, pool, ctx.mesh)
@@ -181,21 +186,22 @@ def _outbound_cluster(target: _Target, port: ServicePort, subset: Subset | None)
     apply_load_balancer(cluster, balancer, mesh=ctx.mesh, failover=outlier is not None)
     tls = policy.tls if policy is not None else None
     origin = service.origin
-    apply_upstream_tls(
-        cluster,
-        options,
-        tls=tls,
-        sni=names.outbound_sni(port.number, host, subset_name),
-        service_accounts=target.service_accounts,
-        auto_mtls=target.auto_mtls,
-        http2=is_http2(options),
-        sidecar=target.sidecar,
-        selector_rule=rule.value is not None and rule.value.workload_selector is not None,
-        service_entry=origin is not None and str(origin.kind) == "ServiceEntry",
-        mesh=ctx.mesh,
-    )
-    if policy is not None and policy.proxy_protocol is not None:
-        apply_proxy_protocol(cluster, policy.proxy_protocol.version)
+    if not sni_dnat:  # SNI-DNAT clusters forward the client's mutual TLS as it is
+        apply_upstream_tls(
+            cluster,
+            options,
+            tls=tls,
+            sni=sni,
+            service_accounts=target.service_accounts,
+            auto_mtls=target.auto_mtls,
+            http2=is_http2(options),
+            sidecar=target.sidecar,
+            selector_rule=rule.value is not None and rule.value.workload_selector is not None,
+            service_entry=origin is not None and str(origin.kind) == "ServiceEntry",
+            mesh=ctx.mesh,
+        )
+        if policy is not None and policy.proxy_protocol is not None:
+            apply_proxy_protocol(cluster, policy.proxy_protocol.version)
     if cluster.type == cluster_pb2.Cluster.ORIGINAL_DST:
         cluster.lb_policy = cluster_pb2.Cluster.CLUSTER_PROVIDED
     elif cluster.type == cluster_pb2.Cluster.EDS:
@@ -210,7 +216,7 @@ def _outbound_cluster(target: _Target, port: ServicePort, subset: Subset | None)
     _set_metadata(cluster, source_metadata(sources))
     if spec is not None:
         extra: dict[str, Any] = {}
-        if tls is None or tls.mode is not ClientTLSMode.ISTIO_MUTUAL:
+        if not sni_dnat and (tls is None or tls.mode is not ClientTLSMode.ISTIO_MUTUAL):
             extra["alpn_override"] = "false"
         if subset is not None:
             extra["subset"] = subset.name
@@ -221,7 +227,7 @@ def _outbound_cluster(target: _Target, port: ServicePort, subset: Subset | None)
     return cluster
 
 
-def _service_clusters(ctx: GenerationContext, service: Service, *, sidecar: bool) -> list[Any]:
+def _service_clusters(ctx: GenerationContext, service: Service, *, sidecar: bool, sni_dnat: bool = False) -> list[Any]:
     if service.resolution not in _TYPES:
         return []
     target = _Target(
@@ -238,7 +244,7 @@ def _service_clusters(ctx: GenerationContext, service: Service, *, sidecar: bool
         if port.protocol.is_udp:
             continue
         for subset in (None, *subsets):
-            cluster = _outbound_cluster(target, port, subset)
+            cluster = _outbound_cluster(target, port, subset, sni_dnat=sni_dnat)
             if cluster is not None:
                 out.append(cluster)
     return out
@@ -259,6 +265,11 @@ def build_clusters(ctx: GenerationContext) -> list[Any]:
     for service in ctx.push.visible_services(ctx.workload):
         for cluster in _service_clusters(ctx, service, sidecar=sidecar):
             clusters.setdefault(cluster.name, cluster)
+    if ctx.is_gateway:
+        hosts = merge_gateways(ctx).auto_passthrough_hosts
+        for service in auto_passthrough_services(ctx, hosts) if hosts else ():
+            for cluster in _service_clusters(ctx, service, sidecar=False, sni_dnat=True):
+                clusters.setdefault(cluster.name, cluster)
     local = [black_hole_cluster(ctx)]
     if sidecar:
         local += [passthrough_cluster(ctx), *inbound_clusters(ctx), inbound_passthrough_cluster(ctx)]

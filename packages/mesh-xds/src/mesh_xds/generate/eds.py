@@ -8,6 +8,9 @@ workload's PeerAuthentication disables mTLS on that port), which auto mTLS clust
 detection, locality failover priorities apply; ``distribute`` re-weights localities. Every locality group's
 metadata records the config objects it came from (the ServiceEntry, the DestinationRule).
 
+An SNI-DNAT cluster ``outbound_.<port>_.<subset>_.<host>`` (gateways with ``AUTO_PASSTHROUGH`` servers) gets
+the endpoints of ``outbound|<port>|<subset>|<host>``.
+
 A name that is not an outbound cluster of a visible service (or of a subset its DestinationRule defines)
 gets an empty assignment, so that Envoy's cluster warms up rather than waits.
 """
@@ -120,7 +123,7 @@ def locality_lb_endpoints(
 
 def _assignment(ctx: GenerationContext, name: str, visible: Mapping[str, Service]) -> Any:
     assignment = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
-    parsed = names.parse_outbound_cluster(name)
+    parsed = names.parse_outbound_cluster(name) or names.parse_outbound_sni(name)
     if parsed is None:
         return assignment
     number, subset_name, host = parsed

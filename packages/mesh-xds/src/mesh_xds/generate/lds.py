@@ -7,12 +7,13 @@ Without iptables, a sidecar's listeners bind real addresses on loopback (docs/ar
 
   - a port where a service speaks HTTP (HTTP, HTTP2, gRPC, gRPC-Web): an HTTP connection manager whose
     routes come over RDS from the route configuration ``"<port>"`` (one virtual host per service), with the
-    fault, CORS and router filters;
-  - a TLS or HTTPS port: a TCP proxy per service, chosen by SNI (``tls_inspector``), to
-    ``outbound|<port>||<host>``: TLS passes through unterminated;
-  - any other port (TCP, Mongo, MySQL, Redis, and ports of unknown protocol, which are not sniffed): a TCP
-    proxy to the one service of the port, ``outbound|<port>||<host>``. When several services share a TCP
-    port on the outbound address, the first by host name wins and a warning names the others.
+    fault, CORS and router filters; the port's other services are not reachable there (a warning names them);
+  - a TLS or HTTPS port: TLS passes through unterminated, told apart by SNI (``tls_inspector``): the chains of
+    the VirtualServices' ``tls`` routes, each matched on its ``sniHosts``, and for each service without one a
+    chain matched on its host name, to ``outbound|<port>||<host>``;
+  - any other port (TCP, Mongo, MySQL, Redis, and ports of unknown protocol, which are not sniffed and are
+    TCP throughout): a TCP proxy for the first service of the port by host name (a warning names the others),
+    to the destinations of its VirtualServices' ``tcp`` routes, else to ``outbound|<port>||<host>``.
 
 * **inbound**, on the workload's inbound address (its endpoint address), one listener ``<inbound>_<port>``
   per target port of the services that select the workload, with the port's PeerAuthentication mode
@@ -43,10 +44,11 @@ from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 
 from mesh_model import NodeType, Service, ServicePort
 from mesh_xds.generate import _hcm
-from mesh_xds.generate._inbound import build_inbound_listeners, tcp_proxy_filter, tls_inspector
+from mesh_xds.generate._inbound import build_inbound_listeners
+from mesh_xds.generate._outbound_tcp import add_tcp_chains
 from mesh_xds.generate.context import GenerationContext, source_metadata
 from mesh_xds.generate.gateway_lds import build_gateway_listeners
-from mesh_xds.generate.names import listener_name, outbound_cluster
+from mesh_xds.generate.names import listener_name
 from mesh_xds.generate.rds import is_http_port
 
 __all__ = ["build_inbound_listeners", "build_listeners", "build_outbound_listeners"]
@@ -112,7 +114,7 @@ def build_outbound_listeners(ctx: GenerationContext, *, exclude: Collection[str]
         if any(is_http_port(port) for _, port in members):
             listener.filter_chains.append(_http_chain(ctx, name, address, number, members))
         else:
-            _tcp_chains(ctx, listener, number, members)
+            add_tcp_chains(ctx, listener, number, members)
         listeners.append(listener)
     return listeners
 
@@ -123,8 +125,8 @@ def _set_metadata(chain: Any, services: Sequence[Service]) -> None:
 
 
 def _http_chain(ctx: GenerationContext, name: str, address: str, port: int, members: Sequence[_Member]) -> Any:
-    routed = [(s, p) for s, p in members if is_http_port(p) or p.protocol.is_unsupported]
-    dropped = [s.hostname.value for s, p in members if (s, p) not in routed]
+    routed = [(s, p) for s, p in members if is_http_port(p)]
+    dropped = [s.hostname.value for s, p in members if not is_http_port(p)]
     if dropped:
         _log.warning(
             "%s: outbound port %d is HTTP; its non-HTTP services are not reachable there: %s",
@@ -144,29 +146,3 @@ def _http_chain(ctx: GenerationContext, name: str, address: str, port: int, memb
     chain = listener_components_pb2.FilterChain(name=name, filters=[hcm])
     _set_metadata(chain, [service for service, _ in routed])
     return chain
-
-
-def _tcp_chains(ctx: GenerationContext, listener: Any, port: int, members: Sequence[_Member]) -> None:
-    tls = [service for service, service_port in members if service_port.protocol.is_tls]
-    tcp = [service for service, service_port in members if not service_port.protocol.is_tls]
-    for service in tls:
-        cluster = outbound_cluster(port, service.hostname.value)
-        chain = listener_components_pb2.FilterChain(name=cluster, filters=[tcp_proxy_filter(cluster)])
-        chain.filter_chain_match.server_names.append(service.hostname.value)
-        _set_metadata(chain, [service])
-        listener.filter_chains.append(chain)
-    if tls:
-        listener.listener_filters.append(tls_inspector())
-    if tcp:
-        if len(tcp) > 1:
-            _log.warning(
-                "%s: outbound TCP port %d serves %s; not reachable there: %s",
-                ctx.proxy.id,
-                port,
-                tcp[0].hostname.value,
-                ", ".join(service.hostname.value for service in tcp[1:]),
-            )
-        cluster = outbound_cluster(port, tcp[0].hostname.value)
-        chain = listener_components_pb2.FilterChain(name=cluster, filters=[tcp_proxy_filter(cluster)])
-        _set_metadata(chain, tcp[:1])
-        listener.filter_chains.append(chain)

@@ -31,6 +31,7 @@ __all__ = [
     "outbound_cluster",
     "outbound_sni",
     "parse_outbound_cluster",
+    "parse_outbound_sni",
     "rbac_policy_name",
     "virtual_host_name",
 ]
@@ -128,3 +129,14 @@ def credential_secret(credential_name: str) -> str:
 def credential_ca_secret(credential_name: str) -> str:
     """The SDS name of the CA bundle of a ``credentialName``: its secret name with ``-cacert``."""
     return f"{credential_secret(credential_name)}-cacert"
+
+
+def parse_outbound_sni(name: str) -> tuple[int, str, str] | None:
+    """``(port, subset, host)`` of an Istio mTLS SNI (an SNI-DNAT cluster's name), or None when ``name`` is not one."""
+    prefix = "outbound_."
+    if not name.startswith(prefix):
+        return None
+    parts = name[len(prefix) :].split("_.", 2)
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[2]:
+        return None
+    return int(parts[0]), parts[1], parts[2]

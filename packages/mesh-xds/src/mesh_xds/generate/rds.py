@@ -215,12 +215,19 @@ class _SidecarRoutes:
         route.decorator.operation = f"{service.hostname.value}:{port}/*"
         return route
 
+    def _routed(self, port: ServicePort) -> bool:
+        """HTTP ports get virtual hosts; so do ports of unknown protocol for gRPC clients, which speak HTTP/2.
+
+        A sidecar does not sniff: a port of unknown protocol is TCP to it, on the listener and the cluster alike.
+        """
+        return is_http_port(port) or (self.ctx.is_grpc and port.protocol.is_unsupported)
+
     def groups(self, port: int) -> list[_Group]:
         """``BuildSidecarVirtualHostWrapper``: VirtualService groups first, then default routes."""
         services: dict[Hostname, Service] = {}
         for service in self.visible:
             service_port = service.port(port)
-            if service_port is not None and (is_http_port(service_port) or service_port.protocol.is_unsupported):
+            if service_port is not None and self._routed(service_port):
                 services[service.hostname] = service
         candidates = list(self.virtual_services)
         if port != 80:
