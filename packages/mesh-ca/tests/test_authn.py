@@ -1,5 +1,6 @@
 """Authenticators: client certificates, JWT bearer tokens, the order they are tried in, and impersonation."""
 
+import base64
 import json
 import os
 import time
@@ -168,9 +169,29 @@ def test_unsigned_and_shared_secret_tokens_are_refused(jwt_authenticator, signin
         jwt_authenticator.authenticate(_bearer(forged))
 
 
-def test_garbage_is_not_a_token(jwt_authenticator):
+def _segment(value):
+    text = value if isinstance(value, bytes) else json.dumps(value).encode()
+    return base64.urlsafe_b64encode(text).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "not.a.jwt",
+        "two.segments",
+        "a.b.c.d",
+        f"{_segment({'alg': 'ES256'})}.{_segment({'iss': ISSUER})}.sig+nature",
+        f"{_segment({'alg': 'ES256'})}.{_segment([ISSUER])}.c2ln",
+        f"{_segment({'alg': 'ES256'})}.{_segment(b'not json')}.c2ln",
+        f"{_segment({'alg': 'ES256', 'kid': 7})}.{_segment({'iss': ISSUER})}.c2ln",
+        f"{_segment(b'[' * 5000)}.{_segment({'iss': ISSUER})}.c2ln",
+        "é.é.é",
+    ],
+    ids=["garbage", "two-parts", "four-parts", "bad-base64", "list", "not-json", "kid", "deep", "non-ascii"],
+)
+def test_garbage_is_not_a_token(jwt_authenticator, token):
     with pytest.raises(AuthenticationError, match="not a well-formed JWT"):
-        jwt_authenticator.authenticate(_bearer("not.a.jwt"))
+        jwt_authenticator.authenticate(_bearer(token))
 
 
 def test_keys_come_from_a_jwks_file_chosen_by_kid_and_reloaded_when_it_changes(tmp_path):

@@ -39,6 +39,7 @@ from datetime import timedelta
 from typing import Any, Final, final
 
 import grpc
+from cryptography import x509
 from google.protobuf.message import DecodeError
 
 from mesh_ca import _proto
@@ -162,6 +163,7 @@ class CaServer:
         self._address = ""
         self._mtls_address = ""
         self._stopped = False
+        self._roots: tuple[tuple[x509.Certificate, ...], tuple[str, ...]] = ((), ())  # the roots, and in PEM
 
     # ---------------------------------------------------------------- properties
 
@@ -302,20 +304,24 @@ class CaServer:
         if not message.csr:
             raise CsrError("the request has no CSR (field 'csr' is empty)")
         issued = self._authority.sign_csr(message.csr, identities, ttl=ttl)
-        _log.info(
-            "issued certificate %x for %s to %s (%s: %s), valid until %s",
-            issued.serial_number,
-            ", ".join(str(identity) for identity in identities),
-            credentials.peer or "a caller",
-            caller.source.value,
-            caller.detail,
-            issued.not_after.isoformat(),
-        )
+        if _log.isEnabledFor(logging.INFO):  # the arguments take time to build: only when the line is logged
+            _log.info(
+                "issued certificate %x for %s to %s (%s: %s), valid until %s",
+                issued.serial_number,
+                ", ".join(str(identity) for identity in identities),
+                credentials.peer or "a caller",
+                caller.source.value,
+                caller.detail,
+                issued.not_after.isoformat(),
+            )
         return _proto.IstioCertificateResponse(cert_chain=self._answer(issued.chain_pem))
 
     def _answer(self, chain: tuple[str, ...]) -> list[str]:
         """The chain with every other trusted root before its own root, which stays last (as Istio's answer)."""
-        others = [root for root in (pem(cert) for cert in self._authority.roots) if root not in chain]
+        roots = self._authority.roots
+        if roots is not self._roots[0]:  # the roots changed (or this is the first call): encode them once
+            self._roots = (roots, tuple(pem(cert) for cert in roots))
+        others = [root for root in self._roots[1] if root not in chain]
         return [*chain[:-1], *others, chain[-1]]
 
     def _identities(self, caller: Caller, message: Any) -> tuple[SpiffeId, ...]:
