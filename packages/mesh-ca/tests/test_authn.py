@@ -270,6 +270,13 @@ def test_a_certificate_of_a_plugged_in_intermediate_needs_the_intermediate(tmp_p
         CertificateAuthenticator(authority.trust_bundle).authenticate(CallerCredentials(peer_certificate=pem))
     with_chain = CertificateAuthenticator(authority.trust_bundle, intermediates=[authority.signing_certificate])
     assert with_chain.authenticate(CallerCredentials(peer_certificate=pem)).identities == (REVIEWS,)
+    assert authority.intermediates == (authority.signing_certificate,)
+    from_authority = CertificateAuthenticator(authority.trust_bundle, intermediates=authority.intermediates)
+    assert from_authority.authenticate(CallerCredentials(peer_certificate=pem)).identities == (REVIEWS,)
+
+
+def test_a_self_signed_ca_has_no_intermediates():
+    assert CertificateAuthority.self_signed(None).intermediates == ()
 
 
 def test_a_certificate_of_another_ca_is_refused():

@@ -245,6 +245,14 @@ class CertificateAuthority:
         return self._signer.material.root
 
     @property
+    def intermediates(self) -> tuple[x509.Certificate, ...]:
+        """The certificates between a workload certificate and the root: the signing chain without its root.
+
+        Empty for a self-signed CA. A client presenting only its leaf (as TLS does) is verified through them.
+        """
+        return self._signer.material.chain[:-1]
+
+    @property
     def roots(self) -> tuple[x509.Certificate, ...]:
         """Every trusted root of the local trust domain, the current one first."""
         return self._signer.material.roots

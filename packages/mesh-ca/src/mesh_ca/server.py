@@ -139,7 +139,7 @@ class CaServer:
         if not isinstance(authority, CertificateAuthority):
             raise CaConfigError(f"authority must be a CertificateAuthority, not {describe(authority)}")
         if authenticators is None:
-            authenticators = (CertificateAuthenticator(authority.trust_bundle),)
+            authenticators = (CertificateAuthenticator(authority.trust_bundle, intermediates=authority.intermediates),)
         bad = [item for item in authenticators if not isinstance(item, Authenticator)]
         if bad:
             raise CaConfigError(f"authenticators must have an authenticate() method; {describe(bad[0])} has none")

@@ -27,6 +27,7 @@ from mesh_config.errors import (
     StoreError,
 )
 from mesh_config.extensions import Telemetry, TrafficExtension, WasmPlugin
+from mesh_config.file_registry import FileRegistry
 from mesh_config.index import PushContext
 from mesh_config.kinds import ISTIO_GROUPS, KindSpec, all_kinds, kind_for, register_kind
 from mesh_config.limits import LoadLimits
@@ -46,6 +47,7 @@ from mesh_config.networking import (
     WorkloadGroup,
 )
 from mesh_config.registry_adapter import ServiceEntryRegistry
+from mesh_config.registry_file import RegistryFileResult, load_registry_file, load_registry_text
 from mesh_config.security import AuthorizationPolicy, PeerAuthentication, RequestAuthentication
 from mesh_config.store import ConfigStore
 from mesh_config.types import Duration, FrozenDict
@@ -66,6 +68,7 @@ __all__ = [
     "Duration",
     "EnvoyFilter",
     "FieldPath",
+    "FileRegistry",
     "FrozenDict",
     "Gateway",
     "InMemoryConfigStore",
@@ -83,6 +86,7 @@ __all__ = [
     "Position",
     "ProxyConfig",
     "PushContext",
+    "RegistryFileResult",
     "RequestAuthentication",
     "Resource",
     "ServiceEntry",
@@ -107,6 +111,8 @@ __all__ = [
     "load_mesh_config",
     "load_object",
     "load_paths",
+    "load_registry_file",
+    "load_registry_text",
     "load_text",
     "register_kind",
     "to_dict",

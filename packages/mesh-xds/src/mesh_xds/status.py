@@ -2,7 +2,8 @@
 
 :meth:`XdsServer.status() <mesh_xds.XdsServer.status>` returns one :class:`StreamStatus` per open stream,
 with a :class:`TypeStatus` for every type the client asked for. The values are immutable snapshots of the
-record, built when asked for; they are what ``meshctl proxy-status`` and CSDS show::
+record, built when asked for; they are what ``meshctl proxy-status`` and CSDS show, and their ``to_json()``
+is what a ``/debug/syncz`` page shows::
 
     for stream in server.status():
         for status in stream.types.values():
@@ -14,7 +15,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from datetime import datetime
-from typing import final
+from typing import Any, final
 
 import attrs
 
@@ -161,6 +162,41 @@ class TypeStatus:
         """The version of the last ACKed response, empty when none was ACKed."""
         return self.last_ack.version if self.last_ack is not None else ""
 
+    def to_json(self) -> dict[str, Any]:
+        """The record as JSON-ready data (times in ISO 8601; resources by name only, never their content)."""
+        sent, ack, nack = self.last_sent, self.last_ack, self.last_nack
+        return {
+            "type_url": self.type_url,
+            "state": self.state.value,
+            "wildcard": self.wildcard,
+            "names": list(self.names),
+            "sent": None
+            if sent is None
+            else {
+                "version": sent.version,
+                "nonce": sent.nonce,
+                "at": sent.at.isoformat(),
+                "resources": len(sent.names),
+                "removed": len(sent.removed),
+                "size": sent.size,
+            },
+            "acked": None if ack is None else {"version": ack.version, "nonce": ack.nonce, "at": ack.at.isoformat()},
+            "nacked": None
+            if nack is None
+            else {
+                "version": nack.version,
+                "nonce": nack.nonce,
+                "at": nack.at.isoformat(),
+                "code": nack.code,
+                "error": nack.message,
+            },
+            "responses": self.responses,
+            "acks": self.acks,
+            "nacks": self.nacks,
+            "stale_requests": self.stale,
+            "client_version": self.client_version,
+        }
+
 
 @final
 @attrs.frozen
@@ -204,3 +240,18 @@ class StreamStatus:
     def type(self, type_url: str) -> TypeStatus | None:
         """The status of one type, ``None`` when the client never asked for it."""
         return self.types.get(type_url)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as JSON-ready data: the stream, its node, and each type's :meth:`TypeStatus.to_json`."""
+        return {
+            "stream_id": self.stream_id,
+            "service": self.service,
+            "kind": self.kind.value,
+            "node_id": self.node.id,
+            "node_key": self.node_key,
+            "peer": self.peer,
+            "connected_at": self.connected_at.isoformat(),
+            "synced": self.synced,
+            "pending": self.pending,
+            "types": {status.short_type: status.to_json() for status in self.types.values()},
+        }
