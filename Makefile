@@ -38,6 +38,7 @@ test: lint typecheck imports unit
 bench: sync
 	$(UV) run --locked python benchmarks/xds_convergence.py
 	$(UV) run --locked python benchmarks/ca_issuance.py
+	$(UV) run --locked python benchmarks/xds_generation.py
 
 conformance: sync
 	$(UV) run --locked python scripts/conformance.py --corpus ../shared/corpus

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from typing import final
+from typing import TypeVar, final, overload
 
 import attrs
 
@@ -23,6 +23,7 @@ _NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]\Z")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
 _MAX_NAME = 63
 _MAX_PREFIX = 253
+_T = TypeVar("_T")
 
 
 def validate_label_key(key: str) -> None:
@@ -104,6 +105,20 @@ class Labels(Mapping[str, str]):
 
     def __getitem__(self, key: str) -> str:
         return self._items[key]
+
+    # Mapping's own get and __contains__ go through __getitem__ and an exception; the dict answers at once.
+    @overload
+    def get(self, key: str, /) -> str | None: ...
+
+    @overload
+    def get(self, key: str, /, default: str | _T) -> str | _T: ...
+
+    def get(self, key: str, /, default: object = None) -> object:
+        """The value of label ``key``, or ``default`` when it is not set."""
+        return self._items.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._items)

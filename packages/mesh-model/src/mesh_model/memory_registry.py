@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterable, Iterator
-from typing import final
+from typing import TypeVar, final
 
 from mesh_model._subscribers import Subscribers
 from mesh_model.config_key import ChangeSet, ConfigKey
@@ -16,6 +16,8 @@ from mesh_model.service import Service, ServiceKey
 from mesh_model.workload import Workload, WorkloadKey
 
 __all__ = ["InMemoryRegistry"]
+
+_K = TypeVar("_K")
 
 
 @final
@@ -40,6 +42,11 @@ class InMemoryRegistry:
         self._services: dict[ServiceKey, Service] = {}
         self._endpoints: dict[ServiceKey, tuple[Endpoint, ...]] = {}
         self._workloads: dict[WorkloadKey, Workload] = {}
+        self._namespace_workloads: dict[str, dict[WorkloadKey, Workload]] = {}
+        self._named_workloads: dict[ServiceKey, dict[WorkloadKey, Workload]] = {}
+        # The answers of endpoints(), by service and port: made when asked for, dropped when the service, its
+        # explicit endpoints or a workload that backs it (or backed it) changes.
+        self._answers: dict[ServiceKey, dict[int, tuple[Endpoint, ...]]] = {}
         self._subscribers = Subscribers()
         self._pending: set[ConfigKey] | None = None
         self._depth = 0
@@ -67,13 +74,22 @@ class InMemoryRegistry:
     def endpoints(self, key: ServiceKey, port: int) -> tuple[Endpoint, ...]:
         """The endpoints serving port number ``port`` of the service: explicit ones, then its workloads'."""
         with self._lock:
-            service = self._services.get(key)
-            service_port = service.port(port) if service is not None else None
-            if service is None or service_port is None:
-                return ()
-            found = list(self._endpoints.get(key, ()))
-            for workload in self._backing_workloads(service):
-                found.append(workload.to_endpoint())
+            answers = self._answers.get(key)
+            answer = answers.get(port) if answers is not None else None
+            if answer is None:
+                answer = self._compute_endpoints(key, port)
+                if key in self._services:  # nothing is kept for services that are not here
+                    self._answers.setdefault(key, {})[port] = answer
+            return answer
+
+    def _compute_endpoints(self, key: ServiceKey, port: int) -> tuple[Endpoint, ...]:
+        service = self._services.get(key)
+        service_port = service.port(port) if service is not None else None
+        if service is None or service_port is None:
+            return ()
+        found = list(self._endpoints.get(key, ()))
+        for workload in self._backing_workloads(service):
+            found.append(workload.to_endpoint())
         return tuple(endpoint for endpoint in found if endpoint.serves(service_port))
 
     def subscribe(self, handler: ChangeHandler) -> Subscription:
@@ -104,6 +120,7 @@ class InMemoryRegistry:
             raise RegistryError(f"expected a Service, got {type(service).__name__}")
         with self._lock:
             self._services[service.key] = service
+            self._answers.pop(service.key, None)
         self._changed([service_key(service.key), endpoints_key(service.key)])
 
     def remove_service(self, key: ServiceKey) -> bool:
@@ -111,6 +128,7 @@ class InMemoryRegistry:
         with self._lock:
             found = self._services.pop(key, None) is not None
             self._endpoints.pop(key, None)
+            self._answers.pop(key, None)
         if found:
             self._changed([service_key(key), endpoints_key(key)])
         return found
@@ -131,6 +149,7 @@ class InMemoryRegistry:
             if key not in self._services:
                 raise RegistryError(f"no service {key} in registry {self._name!r}; add the service first")
             self._endpoints[key] = items
+            self._answers.pop(key, None)
         self._changed([endpoints_key(key)])
 
     def upsert_workload(self, workload: Workload) -> None:
@@ -139,28 +158,48 @@ class InMemoryRegistry:
             raise RegistryError(f"expected a Workload, got {type(workload).__name__}")
         with self._lock:
             previous = self._workloads.get(workload.key)
+            if previous is not None:
+                self._unindex(previous)
             self._workloads[workload.key] = workload
+            self._namespace_workloads.setdefault(workload.namespace, {})[workload.key] = workload
+            for service in workload.services:
+                self._named_workloads.setdefault(service, {})[workload.key] = workload
             affected = self._services_backed_by(workload)
             if previous is not None:
                 affected |= self._services_backed_by(previous)
+            self._forget_answers(affected)
         self._changed([workload_key(workload.key), *(endpoints_key(key) for key in affected)])
 
     def remove_workload(self, key: WorkloadKey) -> bool:
         """Remove a workload; returns whether it was there."""
         with self._lock:
             previous = self._workloads.pop(key, None)
+            if previous is not None:
+                self._unindex(previous)
             affected = self._services_backed_by(previous) if previous is not None else set()
+            self._forget_answers(affected)
         if previous is None:
             return False
         self._changed([workload_key(key), *(endpoints_key(service) for service in affected)])
         return True
 
+    def _unindex(self, workload: Workload) -> None:
+        _discard(self._namespace_workloads, workload.namespace, workload.key)
+        for service in workload.services:
+            _discard(self._named_workloads, service, workload.key)
+
     def _backing_workloads(self, service: Service) -> list[Workload]:
+        """The workloads that back ``service``, by key: only those of its namespace or naming it are looked at."""
+        candidates = dict(self._named_workloads.get(service.key, {}))
+        if service.selector is not None:
+            candidates.update(self._namespace_workloads.get(service.namespace, {}))
         return [
-            workload
-            for key, workload in sorted(self._workloads.items())
-            if workload.addresses and _backs(workload, service)
+            workload for _, workload in sorted(candidates.items()) if workload.addresses and _backs(workload, service)
         ]
+
+    def _forget_answers(self, keys: Iterable[ServiceKey]) -> None:
+        for key in keys:
+            self._answers.pop(key, None)
 
     def _services_backed_by(self, workload: Workload) -> set[ServiceKey]:
         return {key for key, service in self._services.items() if _backs(workload, service)}
@@ -171,6 +210,14 @@ class InMemoryRegistry:
                 self._pending.update(keys)
                 return
         self._subscribers.emit(ChangeSet(keys))
+
+
+def _discard(index: dict[_K, dict[WorkloadKey, Workload]], key: _K, workload: WorkloadKey) -> None:
+    members = index.get(key)
+    if members is not None:
+        members.pop(workload, None)
+        if not members:
+            del index[key]
 
 
 def _backs(workload: Workload, service: Service) -> bool:

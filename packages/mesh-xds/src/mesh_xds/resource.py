@@ -262,18 +262,15 @@ def pack(message: Message, *, name: str | None = None) -> Resource:
         InvalidResourceError: the message has no name, or an Any holds a type this process cannot read.
     """
     if isinstance(message, any_pb2.Any):
-        any_message = message
         inner = unpack_any(message)
+        type_url = message.type_url
+        data = message.SerializeToString(deterministic=True)
     else:
         inner = message
-        any_message = any_pb2.Any(type_url=type_url_of(message), value=message.SerializeToString(deterministic=True))
+        type_url = type_url_of(message)
+        data = _wire.any_bytes(type_url, message.SerializeToString(deterministic=True))  # what the Any would be
     resource_label = resource_name(inner) if name is None else name
-    return Resource(
-        any_message.type_url,
-        resource_label,
-        any_message.SerializeToString(deterministic=True),
-        references(inner),
-    )
+    return Resource(type_url, resource_label, data, references(inner))
 
 
 def unpack_any(value: any_pb2.Any) -> Message:

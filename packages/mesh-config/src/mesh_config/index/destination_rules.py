@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, final
 
 import attrs
 
 from mesh_config.index._common import Sourced, WorkloadRef, oldest_first, selector_labels, selects
 from mesh_config.meta import Resource
-from mesh_model import Hostname, InvalidHostError, most_specific_match, resolve_short_name
+from mesh_model import Hostname, InvalidHostError, resolve_short_name
 
 __all__ = ["DestinationRuleIndex", "MergedDestinationRule"]
 
@@ -56,6 +56,56 @@ def _merge(resources: list[Resource[Any]]) -> Any:
     return attrs.evolve(first, traffic_policy=policy, subsets=tuple(subsets))
 
 
+_Rule = tuple[MergedDestinationRule, tuple[Resource[Any], ...]]
+
+
+@final
+class _Rules:
+    """Rules by host: those of each plain host, and the wildcard ones, in the index's order."""
+
+    __slots__ = ("exact", "wildcards")
+
+    def __init__(self, rules: Iterable[_Rule]) -> None:
+        self.exact: dict[Hostname, list[_Rule]] = {}
+        self.wildcards: list[_Rule] = []
+        for rule in rules:
+            self.exact.setdefault(rule[0].host, []).append(rule)
+            if rule[0].host.is_wildcard:
+                self.wildcards.append(rule)
+
+    def __bool__(self) -> bool:
+        return bool(self.exact)
+
+
+@final
+class _NamespaceRules:
+    """The rules of one namespace: those with a workload selector, and those without."""
+
+    __slots__ = ("plain", "selecting")
+
+    def __init__(self, rules: list[_Rule]) -> None:
+        self.selecting = _Rules(rule for rule in rules if rule[0].workload_selector is not None)
+        self.plain = _Rules(rule for rule in rules if rule[0].workload_selector is None)
+
+
+def _most_specific(host: Hostname, rules: _Rules, eligible: Callable[[_Rule], bool]) -> _Rule | None:
+    """The first eligible rule whose host covers ``host`` most specifically (see ``most_specific_match``).
+
+    A rule for ``host`` itself is the most specific; otherwise only wildcard hosts can cover it.
+    """
+    same = next((rule for rule in rules.exact.get(host, ()) if eligible(rule)), None)
+    if same is not None:
+        return same
+    best: _Rule | None = None
+    for rule in rules.wildcards:
+        candidate = rule[0].host
+        if candidate == host or not candidate.covers(host) or not eligible(rule):
+            continue
+        if best is None or candidate.specificity() < best[0].host.specificity():
+            best = rule
+    return best
+
+
 @final
 class DestinationRuleIndex:
     """Answers "which DestinationRule applies when this workload calls this host".
@@ -77,10 +127,13 @@ class DestinationRuleIndex:
             labels = selector_labels(resource.spec, "workload_selector")
             selector = tuple(sorted(labels.items())) if labels else None
             grouped.setdefault((resource.namespace, host, selector), []).append(resource)
-        self._rules: dict[str, list[tuple[MergedDestinationRule, tuple[Resource[Any], ...]]]] = {}
+        self._rules: dict[str, list[_Rule]] = {}
+        self._by_namespace: dict[str, _NamespaceRules] = {}
         for (namespace, host, selector), group in grouped.items():
             merged = MergedDestinationRule(host, namespace, _merge(group), selector)
             self._rules.setdefault(namespace, []).append((merged, tuple(group)))
+        for namespace, rules in self._rules.items():
+            self._by_namespace[namespace] = _NamespaceRules(rules)
 
     def lookup(
         self, host: Hostname, *, client: WorkloadRef, service_namespace: str | None = None
@@ -97,24 +150,18 @@ class DestinationRuleIndex:
                 return Sourced(merged, tuple(resource.key for resource in group))
         return Sourced(None)
 
-    def _best(
-        self, namespace: str, host: Hostname, client: WorkloadRef, *, local: bool
-    ) -> tuple[MergedDestinationRule, tuple[Resource[Any], ...]] | None:
-        candidates = []
-        for merged, group in self._rules.get(namespace, ()):
-            if merged.workload_selector is not None:
-                if not local or not selects(dict(merged.workload_selector), client.labels):
-                    continue
-            elif not _exported_to(group[0], client.namespace):
-                continue
-            candidates.append((merged, group))
+    def _best(self, namespace: str, host: Hostname, client: WorkloadRef, *, local: bool) -> _Rule | None:
+        rules = self._by_namespace.get(namespace)
+        if rules is None:
+            return None
         # A rule with a matching workload selector beats a selector-less one for the same host.
-        for with_selector in (True, False):
-            pool = [c for c in candidates if (c[0].workload_selector is not None) == with_selector]
-            best_host = most_specific_match(host, [merged.host for merged, _ in pool])
-            if best_host is not None:
-                return next(c for c in pool if c[0].host == best_host)
-        return None
+        if local and rules.selecting:
+            found = _most_specific(
+                host, rules.selecting, lambda rule: selects(dict(rule[0].workload_selector or ()), client.labels)
+            )
+            if found is not None:
+                return found
+        return _most_specific(host, rules.plain, lambda rule: _exported_to(rule[1][0], client.namespace))
 
     def all_rules(self) -> tuple[MergedDestinationRule, ...]:
         """Every merged rule, by namespace then host."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import final
 
 from mesh_config.index._common import Sourced
@@ -27,6 +27,10 @@ class ServiceIndex:
         self._by_host: dict[Hostname, list[Service]] = {}
         for service in self._services:
             self._by_host.setdefault(service.hostname, []).append(service)
+        # The index never changes, so the answers of visible() and selecting() are kept (a race only computes
+        # one twice).
+        self._visible: dict[tuple[str, SidecarScope | None], tuple[Service, ...]] = {}
+        self._selecting: dict[tuple[str, frozenset[tuple[str, str]]], tuple[Service, ...]] = {}
 
     @property
     def services(self) -> tuple[Service, ...]:
@@ -35,6 +39,13 @@ class ServiceIndex:
 
     def visible(self, namespace: str, scope: SidecarScope | None = None) -> tuple[Service, ...]:
         """The services a client in ``namespace`` may call, one per host."""
+        key = (namespace, scope)
+        found = self._visible.get(key)
+        if found is None:
+            found = self._visible[key] = self._compute_visible(namespace, scope)
+        return found
+
+    def _compute_visible(self, namespace: str, scope: SidecarScope | None) -> tuple[Service, ...]:
         chosen: dict[Hostname, Service] = {}
         for service in self._services:
             if not service.is_visible_from(namespace):
@@ -45,6 +56,24 @@ class ServiceIndex:
             if current is None or (service.namespace == namespace and current.namespace != namespace):
                 chosen[service.hostname] = service
         return tuple(chosen[host] for host in sorted(chosen, key=lambda host: host.value))
+
+    def selecting(self, namespace: str, labels: Mapping[str, str]) -> tuple[Service, ...]:
+        """The services of ``namespace`` whose selector (not empty) matches ``labels``: a workload's services.
+
+        They are sorted by host, then namespace.
+        """
+        key = (namespace, frozenset(labels.items()))
+        found = self._selecting.get(key)
+        if found is None:
+            found = self._selecting[key] = tuple(
+                service
+                for service in self._services
+                if service.namespace == namespace
+                and service.selector is not None
+                and not service.selector.is_empty
+                and service.selector.matches(labels)
+            )
+        return found
 
     def lookup(self, host: Hostname, namespace: str) -> Sourced[Service | None]:
         """The service a client in ``namespace`` reaches with ``host``.

@@ -24,7 +24,7 @@ from envoy.extensions.transport_sockets.proxy_protocol.v3 import upstream_proxy_
 from envoy.extensions.transport_sockets.raw_buffer.v3 import raw_buffer_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
-from google.protobuf import duration_pb2, struct_pb2
+from google.protobuf import duration_pb2
 
 from mesh_config.networking.traffic_policy import ClientTLSMode, ClientTLSSettings, ProxyProtocolVersion
 from mesh_model import SPIFFE_SCHEME
@@ -56,12 +56,11 @@ _TLS_MODE_KEY = "tlsMode"
 _CONFIGMAP = "configmap://"
 
 
-def sds_secret_config(name: str) -> Any:
-    """An SDS secret fetched from the workload's SDS server through the bootstrap cluster ``sds-grpc``."""
+def _sds_source() -> Any:
     grpc = grpc_service_pb2.GrpcService(
         envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=names.SDS_CLUSTER)
     )
-    source = config_source_pb2.ConfigSource(
+    return config_source_pb2.ConfigSource(
         api_config_source=config_source_pb2.ApiConfigSource(
             api_type=config_source_pb2.ApiConfigSource.GRPC,
             transport_api_version=config_source_pb2.V3,
@@ -71,7 +70,17 @@ def sds_secret_config(name: str) -> Any:
         initial_fetch_timeout=duration_pb2.Duration(),
         resource_api_version=config_source_pb2.V3,
     )
-    return secret_pb2.SdsSecretConfig(name=name, sds_config=source)
+
+
+_SDS_SOURCE: Final = _sds_source()
+"""The config source of every SDS secret from the workload's SDS server: built once, copied (never changed)."""
+
+
+def sds_secret_config(name: str) -> Any:
+    """An SDS secret fetched from the workload's SDS server through the bootstrap cluster ``sds-grpc``."""
+    config = secret_pb2.SdsSecretConfig(name=name)
+    config.sds_config.CopyFrom(_SDS_SOURCE)
+    return config
 
 
 def _credential_secret_config(name: str) -> Any:
@@ -126,14 +135,27 @@ def _common_context(tls_defaults: Any) -> Any:
     return tls_pb2.CommonTlsContext(tls_params=params)
 
 
-def _istio_mutual(sni: str, sans: Sequence[str], *, http2: bool) -> Any:
+def _istio_mutual_template(*, http2: bool) -> Any:
+    """Istio mTLS to a cluster, but its SNI and SAN matchers."""
     common = _common_context(None)
     common.tls_certificate_sds_secret_configs.append(sds_secret_config(names.SDS_DEFAULT))
     common.alpn_protocols.extend(ALPN_IN_MESH_H2 if http2 else ALPN_IN_MESH)
     combined = common.combined_validation_context
-    _san_matchers(combined.default_validation_context, sans)
+    combined.default_validation_context.SetInParent()
     combined.validation_context_sds_secret_config.CopyFrom(sds_secret_config(names.SDS_ROOT))
-    return tls_pb2.UpstreamTlsContext(common_tls_context=common, sni=sni)
+    return tls_pb2.UpstreamTlsContext(common_tls_context=common)
+
+
+# Built once and copied (never changed): most of every cluster's Istio mTLS context is the same.
+_ISTIO_MUTUAL: Final = {http2: _istio_mutual_template(http2=http2) for http2 in (False, True)}
+
+
+def _istio_mutual(sni: str, sans: Sequence[str], *, http2: bool) -> Any:
+    context = tls_pb2.UpstreamTlsContext()
+    context.CopyFrom(_ISTIO_MUTUAL[http2])
+    context.sni = sni
+    _san_matchers(context.common_tls_context.combined_validation_context.default_validation_context, sans)
+    return context
 
 
 def _originate(
@@ -185,7 +207,13 @@ def _socket(name: str, config: Any) -> Any:
 
 
 def _raw_buffer() -> Any:
-    return _socket(_RAW_BUFFER_SOCKET, raw_buffer_pb2.RawBuffer())
+    socket = base_pb2.TransportSocket()
+    socket.CopyFrom(_RAW_BUFFER)
+    return socket
+
+
+_RAW_BUFFER: Final = _socket(_RAW_BUFFER_SOCKET, raw_buffer_pb2.RawBuffer())
+"""The raw buffer transport socket: built once and copied (never changed)."""
 
 
 def apply_upstream_tls(
@@ -248,12 +276,11 @@ def apply_upstream_tls(
         return
     socket = _socket(_TLS_SOCKET, context)
     if detected and cluster.type != cluster_pb2.Cluster.ORIGINAL_DST:
-        match = struct_pb2.Struct()
-        match.update({_TLS_MODE_KEY: "istio"})
-        cluster.transport_socket_matches.add(name="tlsMode-istio", match=match, transport_socket=socket)
-        cluster.transport_socket_matches.add(
-            name="tlsMode-disabled", match=struct_pb2.Struct(), transport_socket=_raw_buffer()
-        )
+        istio = cluster.transport_socket_matches.add(name="tlsMode-istio", transport_socket=socket)
+        istio.match.fields[_TLS_MODE_KEY].string_value = "istio"
+        disabled = cluster.transport_socket_matches.add(name="tlsMode-disabled")
+        disabled.match.SetInParent()
+        disabled.transport_socket.CopyFrom(_RAW_BUFFER)
         return
     cluster.transport_socket.CopyFrom(socket)
 

@@ -61,19 +61,8 @@ def inbound_service_ports(ctx: GenerationContext) -> list[tuple[int, list[tuple[
     A service selects the workload when it is in the proxy's namespace and its non-empty selector matches
     the proxy's labels. A port's target port is its ``target_port``, else its number. UDP ports are left out.
     """
-    selecting = sorted(
-        (
-            service
-            for service in ctx.push.services.services
-            if service.namespace == ctx.namespace
-            and service.selector is not None
-            and not service.selector.is_empty
-            and service.selector.matches(ctx.labels)
-        ),
-        key=lambda service: service.hostname.value,
-    )
     ports: dict[int, list[tuple[Service, ServicePort]]] = {}
-    for service in selecting:
+    for service in ctx.push.services.selecting(ctx.namespace, ctx.labels):  # sorted by host
         for port in service.ports:
             if port.protocol.is_udp:
                 continue

@@ -4,7 +4,9 @@ Two proxies whose inputs are the same get the same outbound clusters, load assig
 :class:`ScopeKey` names those inputs: the push, registry and mesh objects, the kind of proxy, its namespace,
 labels, locality, DNS domain and address family, and the Sidecar that scopes it. :class:`ScopeCache` keeps
 the parts made for each key, most recently used last, and forgets the keys of older pushes as soon as a new
-push is seen: in a control plane pushes only move forward.
+push is seen: in a control plane pushes only move forward. A part made from named inputs (``depends_on``:
+the indexes of the push it reads) outlives its push by one: the next push's scope reuses it when the inputs
+are the same objects, as :meth:`~mesh_config.PushContext.rebuild` keeps the indexes a change does not touch.
 
 :class:`Interner` makes equal resources one object: a resource packed twice (for two proxies, or by two
 pushes) is the same :class:`~mesh_xds.Resource`, held as long as some snapshot holds it.
@@ -84,13 +86,21 @@ def scope_key(ctx: GenerationContext, kind: str) -> ScopeKey:
 
 @final
 class _Entry:
-    """The parts of one scope, with the objects whose identities its key holds (so that they stay alive)."""
+    """The parts of one scope, with the objects whose identities its key holds (so that they stay alive).
 
-    __slots__ = ("anchors", "parts")
+    ``inputs`` holds, for the parts made from named inputs, those inputs (which keeps them alive too).
+    """
+
+    __slots__ = ("anchors", "inputs", "parts")
 
     def __init__(self, anchors: tuple[object, ...]) -> None:
         self.anchors = anchors
         self.parts: dict[Hashable, object] = {}
+        self.inputs: dict[Hashable, tuple[object, ...]] = {}
+
+
+def _same(first: tuple[object, ...], second: tuple[object, ...]) -> bool:
+    return len(first) == len(second) and all(a is b for a, b in zip(first, second, strict=True))
 
 
 @final
@@ -105,6 +115,7 @@ class ScopeCache:
         self._max = max_scopes
         self._lock = threading.Lock()
         self._entries: OrderedDict[ScopeKey, _Entry] = OrderedDict()
+        self._retired: dict[ScopeKey, _Entry] = {}  # the previous push's entries, by key without the push
         self._push = 0
         self.hits = 0
         self.misses = 0
@@ -112,17 +123,45 @@ class ScopeCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def part(self, ctx: GenerationContext, key: ScopeKey, name: Hashable, make: Callable[[], _T]) -> _T:
-        """The part ``name`` of the scope ``key``, made by ``make()`` the first time it is asked for."""
+    def part(
+        self,
+        ctx: GenerationContext,
+        key: ScopeKey,
+        name: Hashable,
+        make: Callable[[], _T],
+        *,
+        depends_on: tuple[object, ...] | None = None,
+    ) -> _T:
+        """The part ``name`` of the scope ``key``, made by ``make()`` the first time it is asked for.
+
+        Args:
+            ctx: the proxy whose scope it is.
+            key: the scope.
+            name: the part.
+            make: makes the part.
+            depends_on: every object of the push that ``make`` reads (besides the registry, the mesh and the
+                proxy's scope): when the previous push's scope made the part from the same objects, that part
+                is the answer. ``None``: the part belongs to its push.
+        """
         with self._lock:
             entry = self._entry(ctx, key)
             if name in entry.parts:
                 self.hits += 1
                 found: Any = entry.parts[name]
                 return found  # type: ignore[no-any-return]
+            if depends_on is not None:
+                old = self._retired.get(attrs.evolve(key, push=0))
+                inputs = old.inputs.get(name) if old is not None else None
+                if old is not None and inputs is not None and _same(inputs, depends_on):
+                    self.hits += 1
+                    entry.inputs[name] = depends_on
+                    carried: Any = entry.parts.setdefault(name, old.parts[name])
+                    return carried  # type: ignore[no-any-return]
             self.misses += 1
         made = make()
         with self._lock:
+            if name not in entry.parts and depends_on is not None:
+                entry.inputs[name] = depends_on
             entry.parts.setdefault(name, made)
             kept: Any = entry.parts[name]
         return kept  # type: ignore[no-any-return]
@@ -131,9 +170,13 @@ class ScopeCache:
         """Forget every scope."""
         with self._lock:
             self._entries.clear()
+            self._retired.clear()
 
     def _entry(self, ctx: GenerationContext, key: ScopeKey) -> _Entry:
         if key.push != self._push:
+            self._retired = {
+                attrs.evolve(other, push=0): entry for other, entry in self._entries.items() if other.push == self._push
+            }
             stale = [other for other in self._entries if other.push != key.push]
             for other in stale:
                 del self._entries[other]

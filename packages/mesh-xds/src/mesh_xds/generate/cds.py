@@ -26,7 +26,7 @@ from typing import Any, final
 
 import attrs
 from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.core.v3 import config_source_pb2
+from envoy.config.core.v3 import base_pb2, config_source_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2
 from google.protobuf import duration_pb2
 
@@ -90,6 +90,18 @@ class _Target:
     service_accounts: tuple[str, ...]
     auto_mtls: bool
     sidecar: bool
+    metadata: Any = attrs.field(init=False, eq=False, repr=False)
+    """What the metadata of every cluster of the service starts from: Istio's telemetry entry and the sources."""
+
+    def __attrs_post_init__(self) -> None:
+        metadata = base_pb2.Metadata()
+        sources = [self.service.origin] if self.service.origin is not None else []
+        if self.rule.value is not None:
+            sources.extend(self.rule.sources)
+        for values in ({"istio": {"services": [service_metadata(self.service)]}}, source_metadata(sources)):
+            for key, value in values.items():
+                metadata.filter_metadata[key].update(value)
+        object.__setattr__(self, "metadata", metadata)
 
 
 def _spiffe(ctx: GenerationContext, account: str, namespace: str) -> str | None:
@@ -177,7 +189,7 @@ def _outbound_cluster(target: _Target, port: ServicePort, subset: Subset | None,
         cluster.load_assignment.endpoints.extend(groups)
     options = http_options()
     set_upstream_protocol(options, port.protocol)
-    _set_metadata(cluster, {"istio": {"services": [service_metadata(service)]}})
+    cluster.metadata.CopyFrom(target.metadata)  # services and sources: the same for every cluster of the service
     pool = policy.connection_pool if policy is not None else None
     apply_h2_upgrade(options, port.protocol, pool, ctx.mesh)
     apply_connection_pool(cluster, options, pool, policy.retry_budget if policy is not None else None, ctx.mesh)
@@ -210,10 +222,6 @@ def _outbound_cluster(target: _Target, port: ServicePort, subset: Subset | None,
         config.eds_config.ads.SetInParent()
         config.eds_config.initial_fetch_timeout.CopyFrom(duration_pb2.Duration())
         config.eds_config.resource_api_version = config_source_pb2.V3
-    sources = [origin] if origin is not None else []
-    if spec is not None:
-        sources.extend(rule.sources)
-    _set_metadata(cluster, source_metadata(sources))
     if spec is not None:
         extra: dict[str, Any] = {}
         if not sni_dnat and (tls is None or tls.mode is not ClientTLSMode.ISTIO_MUTUAL):

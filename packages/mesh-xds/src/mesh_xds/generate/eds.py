@@ -31,7 +31,14 @@ from mesh_config.security.peer_authentication import MutualTlsMode
 from mesh_model import ConfigKey, Endpoint, Resolution, Service, ServicePort, TlsMode
 from mesh_xds.generate import names
 from mesh_xds.generate._cluster_policy import ClusterPolicy, cluster_policy, locality_lb_setting
-from mesh_xds.generate._endpoints import PERSISTENT_SESSION_LABEL, apply_locality_lb, group_endpoints, to_protos
+from mesh_xds.generate._endpoints import (
+    PERSISTENT_SESSION_LABEL,
+    LocalityGroup,
+    add_protos,
+    apply_locality_lb,
+    group_endpoints,
+    to_protos,
+)
 from mesh_xds.generate.context import GenerationContext, source_metadata
 
 __all__ = ["build_load_assignments", "eds_cluster_names", "locality_lb_endpoints"]
@@ -93,6 +100,20 @@ def locality_lb_endpoints(
         subset: the subset of the cluster, or None.
         dns: the cluster resolves host names itself (endpoints named by host are kept).
     """
+    groups, metadata = _groups(ctx, service, port, rule, subset, dns=dns)
+    return to_protos(groups, metadata)
+
+
+def _groups(
+    ctx: GenerationContext,
+    service: Service,
+    port: ServicePort,
+    rule: Sourced[MergedDestinationRule | None],
+    subset: Subset | None,
+    *,
+    dns: bool,
+) -> tuple[list[LocalityGroup], dict[str, Any]]:
+    """The locality groups of a service port (and subset), and the metadata of each group."""
     spec = rule.value.spec if rule.value is not None else None
     policy = cluster_policy(
         spec.traffic_policy if spec is not None else None,
@@ -118,7 +139,7 @@ def locality_lb_endpoints(
     sources: list[ConfigKey] = [service.origin] if service.origin is not None else []
     if spec is not None:
         sources.extend(rule.sources)
-    return to_protos(groups, source_metadata(sources))
+    return groups, source_metadata(sources)
 
 
 def _assignment(ctx: GenerationContext, name: str, visible: Mapping[str, Service]) -> Any:
@@ -140,7 +161,7 @@ def _assignment(ctx: GenerationContext, name: str, visible: Mapping[str, Service
         subset = next((candidate for candidate in subsets if candidate.name == subset_name), None)
         if subset is None:
             return assignment
-    assignment.endpoints.extend(locality_lb_endpoints(ctx, service, port, rule, subset))
+    add_protos(assignment.endpoints, *_groups(ctx, service, port, rule, subset, dns=False))
     return assignment
 
 

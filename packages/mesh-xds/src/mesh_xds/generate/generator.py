@@ -20,7 +20,12 @@ once for the first of them; only what is bound to a proxy's own addresses, its i
 listeners, is made for each proxy. A second sidecar of a scope therefore costs a fraction of the first.
 
 The generator keeps what it shared for the latest push only: it is meant to be given each push in turn, as a
-control plane does. It is safe to use from several threads.
+control plane does. A sidecar scope's clusters and load assignments are kept one push longer: the next push
+uses them when it kept the indexes they are made from (services, Sidecars, DestinationRules and
+PeerAuthentications, which :meth:`~mesh_config.PushContext.rebuild` keeps unless their kinds changed), as a
+VirtualService change does; the registry must then be unchanged too, as a rebuild that is not told of a registry
+change assumes. With ``previous``, a set whose resources are those of the previous snapshot is that snapshot's set.
+It is safe to use from several threads.
 """
 
 from __future__ import annotations
@@ -210,7 +215,7 @@ class ProxyGenerator:
         return GeneratorStats(len(scopes), scopes.hits, scopes.misses, len(self._interner))
 
     def clear(self) -> None:
-        """Forget the shared parts (for instance after changing a registry without a new push)."""
+        """Forget the shared parts (for instance after changing a registry without a new push telling so)."""
         self._scopes.clear()
 
     def generate(self, ctx: GenerationContext, previous: Snapshot | None = None) -> Snapshot:
@@ -228,7 +233,7 @@ class ProxyGenerator:
         """
         kind = proxy_kind(ctx)
         key = scope_key(ctx, kind)
-        sets = self._grpc(ctx, key) if kind == _GRPC else self._envoy(ctx, key, kind)
+        sets = self._grpc(ctx, key) if kind == _GRPC else self._envoy(ctx, key, kind, previous)
         sets.append(self._secret_set(ctx, sets))
         return self._checked(ctx, _reuse(previous, sets))
 
@@ -264,13 +269,15 @@ class ProxyGenerator:
 
     # ---------------------------------------------------------------- sidecars and gateways
 
-    def _envoy(self, ctx: GenerationContext, key: ScopeKey, kind: str) -> list[ResourceSet]:
-        shared = self._scopes.part(ctx, key, "cds", lambda: self._shared_clusters(ctx, kind))
-        endpoints = self._endpoints(ctx, key, shared.eds_names)
+    def _envoy(self, ctx: GenerationContext, key: ScopeKey, kind: str, previous: Snapshot | None) -> list[ResourceSet]:
+        inputs = _cluster_inputs(ctx) if kind == _SIDECAR else None
+        shared = self._scopes.part(ctx, key, "cds", lambda: self._shared_clusters(ctx, kind), depends_on=inputs)
+        endpoints = self._endpoints(ctx, key, shared.eds_names, inputs)
         routes = self._scopes.part(ctx, key, "rds", lambda: self._set(ROUTE_TYPE, build_routes(ctx)))
         if kind == _SIDECAR:
-            clusters = ResourceSet(CLUSTER_TYPE, [*shared.clusters, *self._interner.pack(inbound_clusters(ctx))])
-            listeners = self._set(LISTENER_TYPE, build_listeners(ctx))
+            inbound = self._interner.pack(inbound_clusters(ctx))
+            clusters = _set_of(previous, CLUSTER_TYPE, [*shared.clusters, *inbound])
+            listeners = _set_of(previous, LISTENER_TYPE, self._interner.pack(build_listeners(ctx)))
         else:
             clusters = self._scopes.part(ctx, key, "cds-set", lambda: ResourceSet(CLUSTER_TYPE, shared.clusters))
             listeners = self._set(LISTENER_TYPE, build_gateway_listeners(ctx))
@@ -282,10 +289,16 @@ class ProxyGenerator:
             clusters = [cluster for cluster in clusters if not str(cluster.name).startswith(_INBOUND_PREFIX)]
         return _Shared(tuple(self._interner.pack(clusters)), tuple(eds_cluster_names(clusters)))
 
-    def _endpoints(self, ctx: GenerationContext, key: ScopeKey, names: Sequence[str]) -> ResourceSet:
+    def _endpoints(
+        self, ctx: GenerationContext, key: ScopeKey, names: Sequence[str], inputs: tuple[object, ...] | None = None
+    ) -> ResourceSet:
         wanted = tuple(names)
         return self._scopes.part(
-            ctx, key, ("eds", wanted), lambda: self._set(ENDPOINT_TYPE, build_load_assignments(ctx, wanted))
+            ctx,
+            key,
+            ("eds", wanted),
+            lambda: self._set(ENDPOINT_TYPE, build_load_assignments(ctx, wanted)),
+            depends_on=inputs,
         )
 
     # ---------------------------------------------------------------- proxyless gRPC
@@ -304,13 +317,9 @@ class ProxyGenerator:
     def _secret_set(self, ctx: GenerationContext, sets: Iterable[ResourceSet]) -> ResourceSet:
         """The secrets the resources fetch over ADS that the provider has (a gateway's credentials)."""
         wanted = sorted(
-            {
-                reference.name
-                for resource_set in sets
-                if resource_set.type_url != SECRET_TYPE
-                for reference in resource_set.references
-                if reference.type_url == SECRET_TYPE and reference.via_ads
-            }
+            frozenset().union(
+                *(_ads_secrets(resource_set) for resource_set in sets if resource_set.type_url != SECRET_TYPE)
+            )
         )
         found = []
         if self._secrets is not None:
@@ -351,6 +360,41 @@ class ProxyGenerator:
                 _log.warning("%s waits for a secret the control plane does not have: %s", ctx.proxy.id, item)
             else:
                 _log.warning("%s: no service makes %s; requests sent there fail (503)", ctx.proxy.id, item)
+
+
+def _set_of(previous: Snapshot | None, type_url: str, resources: Sequence[Resource]) -> ResourceSet:
+    """A set of ``resources``: the previous snapshot's set of the type when it holds these very objects.
+
+    Resources are interned (equal content, same object while a snapshot holds it), so a proxy whose clusters or
+    listeners did not change gets its set back, with what was worked out from it (digest, references, encoded
+    body) instead of working it out again.
+    """
+    if previous is not None:
+        old = previous.resources(type_url)
+        if len(old) == len(resources) and all(old.get(resource.name) is resource for resource in resources):
+            return old
+    return ResourceSet(type_url, resources)
+
+
+def _ads_secrets(resource_set: ResourceSet) -> frozenset[str]:
+    """The secrets the resources of a set fetch over ADS, worked out once per set (sets are shared)."""
+
+    def find() -> frozenset[str]:
+        references = resource_set.references
+        return frozenset(ref.name for ref in references if ref.type_url == SECRET_TYPE and ref.via_ads)
+
+    return resource_set._memo(("ads-secrets",), find)
+
+
+def _cluster_inputs(ctx: GenerationContext) -> tuple[object, ...]:
+    """What a sidecar's outbound clusters and load assignments are made from, besides the registry and the mesh.
+
+    The services (whose index a push rebuilds when the registry changes), the Sidecars, DestinationRules and
+    PeerAuthentications. A push that keeps these indexes (a VirtualService change, say) keeps the clusters and
+    load assignments of the push before it, as Istio's CDS and EDS caches do.
+    """
+    push = ctx.push
+    return (push.services, push.sidecars, push.destination_rules, push.peer_authentications)
 
 
 def _reuse(previous: Snapshot | None, sets: Iterable[ResourceSet], *, base: Snapshot | None = None) -> Snapshot:

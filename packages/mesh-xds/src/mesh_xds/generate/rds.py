@@ -60,11 +60,16 @@ from mesh_xds.generate.names import (
 __all__ = ["build_routes", "inbound_route_configuration", "is_http_port", "outbound_http_ports"]
 
 _BLOCKED_STATUS: Final = 502
+_HTTP: Final = Protocol.HTTP
+_HTTP2: Final = Protocol.HTTP2
+_GRPC: Final = Protocol.GRPC
+_GRPC_WEB: Final = Protocol.GRPC_WEB
 
 
 def is_http_port(port: ServicePort) -> bool:
     """True for the service ports that get HTTP routing: HTTP, HTTP2, GRPC and GRPC-Web."""
-    return port.protocol.is_http and port.protocol is not Protocol.HTTP_PROXY
+    protocol = port.protocol  # compared by identity: hashing an enum member is slow, and this runs per port
+    return protocol is _HTTP or protocol is _HTTP2 or protocol is _GRPC or protocol is _GRPC_WEB
 
 
 def outbound_http_ports(ctx: GenerationContext) -> tuple[int, ...]:
@@ -152,6 +157,8 @@ class _SidecarRoutes:
         self.scope = ctx.push.sidecar_scope(ctx.workload).value
         self.proxy_domain = ctx.proxy.dns_domain or f"{ctx.namespace}.svc.cluster.local"
         self._resources: dict[ConfigKey, Resource[Any]] | None = None
+        # Every default route retries the same way: the policy is built once and copied into each.
+        self._default_retry_policy = features.retry_policy(self._default_retry())
 
     def route_configuration(self, name: str) -> Message:
         if name.isdigit():
@@ -205,9 +212,8 @@ class _SidecarRoutes:
         """``BuildDefaultHTTPOutboundRoute``: every path to the service's cluster, Istio's retries, no timeout."""
         action = rc.RouteAction(cluster=outbound_cluster(port, service.hostname.value))
         features.set_timeout(action, None, grpc=self.ctx.is_grpc)
-        policy = features.retry_policy(self._default_retry())
-        if policy is not None:
-            action.retry_policy.CopyFrom(policy)
+        if self._default_retry_policy is not None:
+            action.retry_policy.CopyFrom(self._default_retry_policy)
         hashing = features.hash_policy(consistent_hash_for(self.ctx, service, port))
         if hashing is not None:
             action.hash_policy.append(hashing)
@@ -318,7 +324,20 @@ class _SidecarRoutes:
 
 def _selects(vs: ResolvedVirtualService, services: dict[Hostname, Service]) -> bool:
     """``selectVirtualServices``: a VirtualService applies on a port when one of its hosts is a service there."""
-    return any(host in services or any(host.matches(name) for name in services) for host in vs.hosts)
+    wildcards: list[Hostname] | None = None
+    for host in vs.hosts:
+        if host in services:
+            return True
+        if host.is_wildcard:
+            if any(host.matches(name) for name in services):
+                return True
+            continue
+        # A plain host matches only itself (not a service here) and the wildcard hosts that cover it.
+        if wildcards is None:
+            wildcards = [name for name in services if name.is_wildcard]
+        if any(name.covers(host) for name in wildcards):
+            return True
+    return False
 
 
 def _wildcard_owners(
