@@ -69,6 +69,14 @@ async def test_answers_with_who_it_is_and_what_it_saw(app):
     assert "calls" not in answer
 
 
+@pytest.mark.parametrize(
+    ("target", "path", "query"), [("//admin?x=1", "//admin", "x=1"), ("/a//b/%2F", "/a//b/%2F", "")]
+)
+async def test_the_path_is_reported_as_sent(app, target, path, query):
+    status, answer = await get(app, target)
+    assert (status, answer["path"], answer["query"]) == (200, path, query)
+
+
 async def test_without_mtls_there_is_no_peer(app):
     _, answer = await get(app, "/")
     assert answer["peer"] is None

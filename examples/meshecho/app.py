@@ -186,7 +186,10 @@ class EchoApp:
             writer.close()
 
     async def _answer(self, request: Request) -> tuple[int, dict[str, Any]]:
-        url = urllib.parse.urlsplit(request.target)
+        # An origin-form target is a path: "//admin" is the path "//admin", not a reference to the host "admin".
+        url = urllib.parse.urlsplit(
+            f"http://echo{request.target}" if request.target.startswith("/") else request.target
+        )
         if url.path == "/healthz":
             return 200, {**self._identity, "ready": True}
         try:
