@@ -26,7 +26,6 @@ import socket
 import ssl
 import tempfile
 import time
-import types
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -53,7 +52,7 @@ from mesh_ca import (
     generate_private_key,
 )
 from mesh_model import SpiffeId
-from mesh_xds import SdsServer, Snapshot, SnapshotCache, TlsSecret, XdsServer
+from mesh_xds import SdsServer, Snapshot, SnapshotCache, XdsServer
 from mesh_xds.bootstrap import ApiType, DiscoveryAddress, EnvoyBootstrapOptions, NodeIdentity, envoy_bootstrap
 from mesh_xds.testing.envoy import EnvoyProcess, free_loopback_address
 from mesh_xds.testing.resources import (
@@ -253,37 +252,6 @@ def _server_cluster():
 # ------------------------------------------------------------------------------------------ the node agents
 
 
-class BundleSecrets:
-    """A node agent's secrets: ``default`` from its certificate client, ``ROOTCA`` from the CA's trust bundle.
-
-    The control plane pushes the trust bundle to every workload whenever the CA's roots change (as istiod
-    pushes its trust bundle to Istio's agents), so a workload trusts a new root before anyone's certificate
-    is renewed on it, and stops trusting a retired root.
-    """
-
-    def __init__(self, client, authority):
-        self._client = client
-        self._roots = TlsSecret(trusted_ca=authority.trust_bundle().pem().encode())
-        self._handlers = []
-        self._subscription = authority.subscribe(self._bundle_changed)
-
-    def _bundle_changed(self, bundle):
-        self._roots = TlsSecret(trusted_ca=bundle.pem().encode())
-        for handler in list(self._handlers):
-            handler("ROOTCA")
-
-    def get_secret(self, name):
-        return self._roots if name == "ROOTCA" else self._client.get_secret(name)
-
-    def subscribe(self, handler):
-        self._handlers.append(handler)
-        certificates = self._client.subscribe(lambda name: handler(name) if name == "default" else None)
-        return types.SimpleNamespace(cancel=lambda: (certificates.cancel(), self._handlers.remove(handler)))
-
-    def close(self):
-        self._subscription.cancel()
-
-
 class Workload:
     """A workload's node agent (certificate client and SDS server) and its Envoy."""
 
@@ -441,11 +409,11 @@ async def ads():
 
 @pytest.fixture
 async def start_mesh(authority, ca_server, token_key, backend, ads):
-    """``await start_mesh(ttl=..., bundle=...)``: both workloads up, traffic flowing; all stopped afterwards."""
+    """``await start_mesh(ttl=...)``: both workloads up, traffic flowing; all stopped afterwards."""
     cache, ads_port = ads
     roots = authority.trust_bundle().pem().encode()
 
-    async def workload(stack, identity, port, *, ttl, bundle):
+    async def workload(stack, identity, port, *, ttl):
         """The workload's node agent, up with its first certificate, and the path of its SDS socket."""
         client = CertificateClient(
             ca_server.address,
@@ -458,22 +426,18 @@ async def start_mesh(authority, ca_server, token_key, backend, ads):
         started = Workload(identity, client, free_loopback_address((port,)))
         await stack.enter_async_context(client)
         await client.wait_for_certificate(timeout=DEADLINE)
-        provider = client
-        if bundle:
-            provider = BundleSecrets(client, authority)
-            stack.callback(provider.close)
         # A short path: Unix socket paths may not exceed 107 bytes, and pytest's tmp_path can.
         directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="sds-"))
-        sds = SdsServer(provider)
+        sds = SdsServer(client)
         await sds.start(f"unix:{directory}/sds.sock")
         stack.push_async_callback(sds.stop, 0)
         return started, f"{directory}/sds.sock"
 
     async with contextlib.AsyncExitStack() as stack:
 
-        async def start(*, ttl, bundle=False):
-            server, server_sds = await workload(stack, SERVER, INBOUND_PORT, ttl=ttl, bundle=bundle)
-            client, client_sds = await workload(stack, CLIENT, OUTBOUND_PORT, ttl=ttl, bundle=bundle)
+        async def start(*, ttl):
+            server, server_sds = await workload(stack, SERVER, INBOUND_PORT, ttl=ttl)
+            client, client_sds = await workload(stack, CLIENT, OUTBOUND_PORT, ttl=ttl)
             server_config = server.bootstrap(ads_port, server_sds)
             client_config = client.bootstrap(ads_port, client_sds)
             cache.set_snapshot(
@@ -609,7 +573,7 @@ async def test_short_lived_certificates_renew_under_traffic(start_mesh):
 
 
 async def test_a_root_rotation_keeps_workloads_on_the_old_and_the_new_root_talking(start_mesh, authority):
-    mesh = await start_mesh(ttl=timedelta(hours=1), bundle=True)
+    mesh = await start_mesh(ttl=timedelta(hours=1))
     old_root = authority.root_certificate
     client_old = mesh.client.client.certificate
     live = await asyncio.to_thread(mesh.connect)
@@ -617,8 +581,11 @@ async def test_a_root_rotation_keeps_workloads_on_the_old_and_the_new_root_talki
         before = _xfcc(await asyncio.to_thread(live.get))
         assert before["Hash"] == _sha256(client_old.leaf())
 
-        # A new root signs from now on; the control plane pushes the bundle of both roots to both Envoys.
+        # A new root signs from now on. Each node agent is handed the CA's trust bundle (both roots), before
+        # either has renewed, and its SDS server pushes the new ROOTCA to its Envoy.
         new_root = authority.rotate_root()
+        for workload in (mesh.client, mesh.server):
+            assert workload.client.set_trusted_roots(authority.trust_bundle().pem())
         for workload in (mesh.client, mesh.server):
             await workload.envoy.wait_until_async(
                 lambda envoy=workload.envoy: _trusted_roots(envoy) == {old_root, new_root},
@@ -652,6 +619,8 @@ async def test_a_root_rotation_keeps_workloads_on_the_old_and_the_new_root_talki
 
     # Once the old root is retired, the Envoys stop trusting it: sleep's old certificate, still valid, is refused.
     authority.retire_root(old_root)
+    for workload in (mesh.client, mesh.server):
+        assert workload.client.set_trusted_roots(authority.trust_bundle().pem())
     for workload in (mesh.client, mesh.server):
         await workload.envoy.wait_until_async(
             lambda envoy=workload.envoy: _trusted_roots(envoy) == {new_root},

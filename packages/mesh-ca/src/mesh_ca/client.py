@@ -7,7 +7,9 @@ lifetime with a little jitter, retries with exponential backoff while the CA is 
 subscribers about every new certificate.
 
 It is a secret provider for an SDS server (``mesh_xds.SdsServer``) without depending on it: Envoy's
-``default`` secret is the certificate chain with its key, ``ROOTCA`` the trusted roots.
+``default`` secret is the certificate chain with its key, ``ROOTCA`` the trusted roots. The roots come from
+the CA's answers, or from the mesh's trust bundle when one is given (:meth:`CertificateClient.set_trusted_roots`
+or a followed ``root_certificates_file``), so that a workload trusts a new root before its own renewal.
 
 Example::
 
@@ -43,6 +45,7 @@ from mesh_ca import _proto
 from mesh_ca._files import read_limited, write_atomically
 from mesh_ca._renewal import MIN_DELAY, RenewalPolicy
 from mesh_ca._text import describe
+from mesh_ca._trusted_roots import RootFile, Roots, combine, issuing_root, parse_roots, to_pem
 from mesh_ca._workload import (
     CertificateClientError,
     WorkloadCertificate,
@@ -131,11 +134,19 @@ class CertificateClient:
         key_algorithm: the key type generated for each certificate (ECDSA P-256 by default).
         ttl: the lifetime asked for (24 hours, Istio's ``SECRET_TTL``); ``None`` lets the CA choose.
         directory: if given, ``key.pem``, ``cert-chain.pem`` and ``root-cert.pem`` are written there (mode
-            0600, replaced atomically) on every renewal, as Istio's ``OUTPUT_CERTS``.
+            0600, replaced atomically) on every renewal, as Istio's ``OUTPUT_CERTS``; ``root-cert.pem`` holds
+            what ``ROOTCA`` holds, and is written again whenever that changes.
         renewal: when to renew and how to retry.
+        root_certificates_file: a PEM file of the mesh's trusted roots (Istio's ``istio-ca-root-cert``
+            ConfigMap, mounted), read now and again whenever it changes while the client runs, as if handed
+            to :meth:`set_trusted_roots`. A file that becomes unusable (missing, unreadable, no certificate)
+            is logged and the roots trusted before are kept.
+        root_poll_interval: seconds between two looks at ``root_certificates_file`` (its inode,
+            modification time and size).
 
     Raises:
-        CertificateClientError: an argument is unusable, or there is neither a token nor a token file.
+        CertificateClientError: an argument is unusable, there is neither a token nor a token file, or
+            ``root_certificates_file`` cannot be read or holds no certificate.
     """
 
     def __init__(
@@ -154,6 +165,8 @@ class CertificateClient:
         ttl: timedelta | None = timedelta(hours=24),
         directory: str | os.PathLike[str] | None = None,
         renewal: RenewalPolicy | None = None,
+        root_certificates_file: str | os.PathLike[str] | None = None,
+        root_poll_interval: float = 1.0,
     ) -> None:
         if not isinstance(address, str) or not address:
             raise CertificateClientError(f"CertificateClient address must be 'host:port', not {describe(address)}")
@@ -166,6 +179,14 @@ class CertificateClient:
         if ttl is not None and (not isinstance(ttl, timedelta) or ttl < timedelta(seconds=1)):
             raise CertificateClientError(
                 f"ttl must be a timedelta of at least one second, or None, not {describe(ttl)}"
+            )
+        if isinstance(root_poll_interval, bool) or not isinstance(root_poll_interval, int | float):
+            raise CertificateClientError(
+                f"root_poll_interval must be a number of seconds, not {describe(root_poll_interval)}"
+            )
+        if not 0.01 <= root_poll_interval <= 3600:
+            raise CertificateClientError(
+                f"root_poll_interval must be between 0.01 and 3600 seconds, not {root_poll_interval}"
             )
         extra = dict(metadata or {})
         for key, value in extra.items():
@@ -190,6 +211,14 @@ class CertificateClient:
         self._secrets: dict[str, WorkloadSecret] = {}
         self._last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._files_lock = threading.Lock()
+        self._configured: Roots | None = None
+        self._own_root: x509.Certificate | None = None
+        self._root_poll_interval = float(root_poll_interval)
+        self._root_file = RootFile(Path(root_certificates_file)) if root_certificates_file is not None else None
+        if self._root_file is not None:
+            self._publish(configured=self._root_file.read())
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()
         self._stopped = False
@@ -214,14 +243,19 @@ class CertificateClient:
     # ---------------------------------------------------------------- SecretProvider
 
     def get_secret(self, name: str) -> WorkloadSecret | None:
-        """``default`` (chain and key) or ``ROOTCA`` (roots), or ``None`` before the first certificate."""
+        """``default`` (chain and key) or ``ROOTCA`` (roots), or ``None`` when there is none yet.
+
+        ``default`` comes with the first certificate; ``ROOTCA`` with the first certificate, or as soon as
+        trusted roots are set (:meth:`set_trusted_roots`, ``root_certificates_file``).
+        """
         return self._secrets.get(name)
 
     def subscribe(self, handler: SecretChangeHandler) -> _Registration:
         """Call ``handler(name)`` when ``default`` or ``ROOTCA`` changes, until the registration is cancelled.
 
-        ``default`` changes with every new certificate; ``ROOTCA`` when the first certificate arrives and
-        whenever the CA's roots change. Handlers run on the client's event loop and must not block.
+        ``default`` changes with every new certificate; ``ROOTCA`` whenever what it holds changes (see
+        :meth:`set_trusted_roots`). Handlers must not block. They run on the client's event loop, except those
+        called by :meth:`set_trusted_roots`, which run on the thread that called it.
         """
         registration = _Registration(self, handler)
         with self._lock:
@@ -231,6 +265,73 @@ class CertificateClient:
     def _unsubscribe(self, registration: _Registration) -> None:
         with self._lock:
             self._handlers = [kept for kept in self._handlers if kept is not registration]
+
+    def set_trusted_roots(self, pem: bytes | str) -> bool:
+        """Trust these roots from now on (the mesh's trust bundle), and tell subscribers if ``ROOTCA`` changed.
+
+        Call it whenever the mesh's roots change, as Istio's agents follow the ``istio-ca-root-cert``
+        ConfigMap: during a root rotation a workload must trust the new root before its peers present
+        certificates signed by it, which may be before its own renewal, and it must stop trusting a retired
+        root. Without trusted roots, ``ROOTCA`` is the roots at the end of the CA's last answer. Once they are
+        set, ``ROOTCA`` is exactly these roots, followed by the root that the client's current certificate
+        chains to when they lack it (so that the workload always trusts peers certified as it is); the CA's
+        answers no longer add their other roots. Each call replaces the roots of the one before, and so does a
+        change of ``root_certificates_file``: the last one wins. The roots also verify the CA's server.
+
+        Args:
+            pem: one or more PEM certificates (bytes, or ASCII text such as ``TrustBundle.pem()``).
+
+        Returns:
+            Whether ``ROOTCA`` changed (subscribers were then told once, and ``root-cert.pem`` was written).
+
+        Raises:
+            CertificateClientError: ``pem`` is not PEM text, holds no certificate, or a malformed one; the
+                roots trusted before are kept.
+        """
+        roots = parse_roots(pem, "trusted roots")
+        changed = self._publish(configured=roots)
+        if changed:
+            self._write_roots()
+            self._emit(ROOT_SECRET)
+        return changed
+
+    def _publish(self, *, certificate: WorkloadCertificate | None = None, configured: Roots | None = None) -> bool:
+        """Update the secrets with a new certificate or new trusted roots; return whether ``ROOTCA`` changed."""
+        own_root = issuing_root(certificate) if certificate is not None else None
+        with self._lock:
+            if configured is not None:
+                self._configured = configured
+            secrets = dict(self._secrets)
+            if certificate is not None:
+                self._current, self._own_root = certificate, own_root
+                secrets[DEFAULT_SECRET] = certificate.tls_secret()
+            if self._configured is not None:
+                roots: bytes | None = combine(self._configured, self._own_root)
+            else:
+                roots = self._current.roots_pem if self._current is not None else None
+            before = secrets.get(ROOT_SECRET)
+            changed = roots is not None and (before is None or before.trusted_ca != roots)
+            if roots is not None and changed:
+                secrets[ROOT_SECRET] = WorkloadSecret(trusted_ca=roots)
+            self._secrets = secrets
+        if changed and roots is not None and configured is not None:
+            _log.info("%s trusts %d roots now", self._identity, roots.count(b"-----BEGIN CERTIFICATE-----"))
+        return changed
+
+    def _write_roots(self) -> None:
+        """Write what ``ROOTCA`` holds now into the directory, if there is one (errors are logged)."""
+        directory = self._directory
+        if directory is None:
+            return
+        with self._files_lock:
+            secret = self._secrets.get(ROOT_SECRET)
+            if secret is None:
+                return
+            try:
+                directory.mkdir(mode=_DIRECTORY_MODE, parents=True, exist_ok=True)
+                write_atomically(directory / "root-cert.pem", secret.trusted_ca, _FILE_MODE)
+            except OSError as error:
+                _log.error("cannot write the trusted roots into %s: %s", directory, error)
 
     def _emit(self, name: str) -> None:
         with self._lock:
@@ -258,14 +359,21 @@ class CertificateClient:
         """
         if self._task is not None or self._stopped:
             raise CertificateClientError("a CertificateClient can be started once")
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"certificate client {self._identity}")
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run(), name=f"certificate client {self._identity}")
+        if self._root_file is not None:
+            self._watcher = loop.create_task(
+                self._follow(self._root_file), name=f"root file of certificate client {self._identity}"
+            )
 
     async def stop(self) -> None:
         """Stop renewing; the current certificate stays readable. Idempotent."""
         self._stopped = True
-        task, self._task = self._task, None
-        if task is not None:
+        tasks = [task for task in (self._task, self._watcher) if task is not None]
+        self._task = self._watcher = None
+        for task in tasks:
             task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
@@ -339,6 +447,19 @@ class CertificateClient:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
 
+    async def _follow(self, root_file: RootFile) -> None:
+        while True:
+            await asyncio.sleep(self._root_poll_interval)
+            try:
+                roots = await asyncio.to_thread(root_file.poll)
+                if roots is not None and self._publish(configured=roots):
+                    await asyncio.to_thread(self._write_roots)
+                    self._emit(ROOT_SECRET)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _log.exception("following root_certificates_file %s failed; trying again", root_file.path)
+
     async def _request(self, failures: int) -> WorkloadCertificate:
         key, csr = await asyncio.to_thread(self._key_and_csr)
         request = _proto.IstioCertificateRequest(csr=csr.decode("ascii"))
@@ -347,9 +468,12 @@ class CertificateClient:
         if self._impersonate:
             request.metadata.update({IMPERSONATED_IDENTITY: str(self._identity)})
         current = self._current
-        # The CA's server is trusted with the configured roots and those of the last answer (which come over a
-        # verified connection), so that the client follows a root rotation.
-        roots = self._roots if current is None else self._roots + current.roots_pem
+        # The CA's server is trusted with root_certificates, the trusted roots, and the roots of the last answer
+        # (which came over a verified connection), so that the client follows a root rotation.
+        configured = self._configured
+        roots = self._roots + (to_pem(configured) if configured is not None else b"")
+        if current is not None:
+            roots += current.roots_pem
         renewal_address = self._renewal_address
         if (
             renewal_address is not None
@@ -406,18 +530,13 @@ class CertificateClient:
         return token.strip()
 
     async def _install(self, certificate: WorkloadCertificate) -> None:
+        roots_changed = self._publish(certificate=certificate)
         if self._directory is not None:
             try:
                 await asyncio.to_thread(_write_files, self._directory, certificate)
             except OSError as error:
                 _log.error("cannot write the certificate files into %s: %s", self._directory, error)
-        previous = self._current
-        roots_changed = previous is None or previous.roots_pem != certificate.roots_pem
-        self._secrets = {
-            DEFAULT_SECRET: certificate.tls_secret(),
-            ROOT_SECRET: certificate.root_secret() if roots_changed else self._secrets[ROOT_SECRET],
-        }
-        self._current = certificate
+            await asyncio.to_thread(self._write_roots)
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
         self._emit(DEFAULT_SECRET)
@@ -429,7 +548,6 @@ def _write_files(directory: Path, certificate: WorkloadCertificate) -> None:
     directory.mkdir(mode=_DIRECTORY_MODE, parents=True, exist_ok=True)
     write_atomically(directory / "key.pem", certificate.private_key_pem, _FILE_MODE)
     write_atomically(directory / "cert-chain.pem", certificate.certificate_chain_pem, _FILE_MODE)
-    write_atomically(directory / "root-cert.pem", certificate.roots_pem, _FILE_MODE)
 
 
 def _reason(error: BaseException) -> str:
