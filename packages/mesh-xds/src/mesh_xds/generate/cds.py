@@ -70,6 +70,9 @@ _TYPES = {
     Resolution.NONE: cluster_pb2.Cluster.ORIGINAL_DST,
 }
 _DNS_TYPES = (cluster_pb2.Cluster.STRICT_DNS, cluster_pb2.Cluster.LOGICAL_DNS)
+# TLS modes that originate TLS with the application's own settings: Istio tells its ALPN filter to leave
+# them alone (istio.alpn_override "false"); ISTIO_MUTUAL, DISABLE and auto mTLS get no such entry.
+_ALPN_OVERRIDE_OFF = frozenset({ClientTLSMode.SIMPLE, ClientTLSMode.MUTUAL})
 
 
 @final
@@ -224,7 +227,7 @@ def _outbound_cluster(target: _Target, port: ServicePort, subset: Subset | None,
         config.eds_config.resource_api_version = config_source_pb2.V3
     if spec is not None:
         extra: dict[str, Any] = {}
-        if not sni_dnat and (tls is None or tls.mode is not ClientTLSMode.ISTIO_MUTUAL):
+        if not sni_dnat and tls is not None and tls.mode in _ALPN_OVERRIDE_OFF:
             extra["alpn_override"] = "false"
         if subset is not None:
             extra["subset"] = subset.name
