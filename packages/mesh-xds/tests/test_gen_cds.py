@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import attrs
-from google.protobuf import json_format
 
-from mesh_config import PushContext, ServiceEntryRegistry, default_mesh_config, load_text
+from mesh_config import default_mesh_config
 from mesh_config.types import Duration
-from mesh_model import AggregateRegistry, InMemoryRegistry, Protocol, Proxy, Service, ServicePort, Workload
-from mesh_xds.generate import GenerationContext, SidecarAddresses
-from mesh_xds.generate.cds import build_clusters
-from mesh_xds.generate.eds import build_load_assignments, eds_cluster_names
-from mesh_xds.testing.envoy import validate_config
-from mesh_xds.testing.render import static_bootstrap
+from mesh_model import Protocol, Service, ServicePort
 
 REVIEWS = "outbound|9080||reviews.default.svc.cluster.local"
 RATINGS = "outbound|9090||ratings.default.svc.cluster.local"
@@ -21,87 +15,12 @@ HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 MAX = 4294967295
 
 
-def _bookinfo() -> InMemoryRegistry:
-    registry = InMemoryRegistry()
-    http = [ServicePort("http", 9080, Protocol.HTTP)]
-    registry.upsert_service(
-        Service("reviews.default.svc.cluster.local", "default", ports=http, selector={"app": "reviews"})
-    )
-    registry.upsert_service(
-        Service("productpage.default.svc.cluster.local", "default", ports=http, selector={"app": "productpage"})
-    )
-    registry.upsert_service(
-        Service(
-            "ratings.default.svc.cluster.local",
-            "default",
-            ports=[
-                ServicePort("grpc", 9090, Protocol.GRPC),
-                ServicePort("tcp-raw", 9091),
-                ServicePort("udp", 53, Protocol.UDP),
-            ],
-            selector={"app": "ratings"},
-        )
-    )
-    for index, version in enumerate(("v1", "v2", "v3"), start=1):
-        registry.upsert_workload(
-            Workload(
-                f"reviews-{version}",
-                "default",
-                addresses=[f"127.0.1.{index}"],
-                labels={"app": "reviews", "version": version},
-                service_account="bookinfo-reviews",
-            )
-        )
-    registry.upsert_workload(Workload("ratings-v1", "default", addresses=["127.0.2.1"], labels={"app": "ratings"}))
-    return registry
-
-
-def _context(
-    config: str = "",
-    *,
-    kind: str = "sidecar",
-    labels: dict[str, str] | None = None,
-    mesh: object = None,
-    registry: InMemoryRegistry | None = None,
-) -> GenerationContext:
-    resources = load_text(config, default_namespace="default").raise_for_errors().resources
-    services = AggregateRegistry([registry or _bookinfo(), ServiceEntryRegistry(resources)])
-    push = PushContext.build(resources, services)
-    metadata = {"NAMESPACE": "default", "LABELS": labels if labels is not None else {"app": "productpage"}}
-    proxy = Proxy.parse(f"{kind}~127.0.3.1~productpage-v1.default~default.svc.cluster.local", metadata)
-    addresses = SidecarAddresses(inbound="127.0.3.1", application="127.0.3.2", outbound="127.0.3.3")
-    return GenerationContext(proxy, push, services, mesh=mesh or default_mesh_config(), addresses=addresses)
-
-
-def _dicts(ctx: GenerationContext) -> dict[str, dict]:
-    return {c.name: json_format.MessageToDict(c, preserving_proto_field_name=True) for c in build_clusters(ctx)}
-
-
-def _validate(ctx: GenerationContext) -> None:
-    clusters = build_clusters(ctx)
-    assignments = build_load_assignments(ctx, eds_cluster_names(clusters))
-    validate_config(static_bootstrap(clusters=clusters, load_assignments=assignments), check=True)
-
-
 def _tls(cluster: dict) -> dict:
     return cluster["transport_socket"]["typed_config"]
 
 
-def _rule(policy: str, host: str = "reviews", extra: str = "") -> str:
-    return f"""
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: {host}}}
-spec:
-  host: {host}
-  trafficPolicy:
-{policy}
-{extra}
-"""
-
-
-def test_sidecar_gets_outbound_inbound_and_special_clusters():
-    names = list(_dicts(_context()))
+def test_sidecar_gets_outbound_inbound_and_special_clusters(cluster_context, cluster_dicts):
+    names = list(cluster_dicts(cluster_context()))
     assert names == [
         "BlackHoleCluster",
         "InboundPassthroughCluster",
@@ -114,15 +33,15 @@ def test_sidecar_gets_outbound_inbound_and_special_clusters():
     ]
 
 
-def test_gateway_gets_outbound_clusters_and_black_hole_only():
-    names = list(_dicts(_context(kind="router", labels={"istio": "ingressgateway"})))
+def test_gateway_gets_outbound_clusters_and_black_hole_only(cluster_context, cluster_dicts):
+    names = list(cluster_dicts(cluster_context(kind="router", labels={"istio": "ingressgateway"})))
     assert "BlackHoleCluster" in names
     assert not [n for n in names if n.startswith("inbound") or "Passthrough" in n]
     assert REVIEWS in names
 
 
-def test_cluster_without_destination_rule_has_istio_defaults():
-    cluster = _dicts(_context())[REVIEWS]
+def test_cluster_without_destination_rule_has_istio_defaults(cluster_context, cluster_dicts):
+    cluster = cluster_dicts(cluster_context())[REVIEWS]
     assert cluster["type"] == "EDS"
     assert cluster["eds_cluster_config"] == {
         "eds_config": {"ads": {}, "initial_fetch_timeout": "0s", "resource_api_version": "V3"},
@@ -145,8 +64,8 @@ def test_cluster_without_destination_rule_has_istio_defaults():
     }
 
 
-def test_auto_mtls_matches_endpoints_by_tls_mode():
-    cluster = _dicts(_context())[REVIEWS]
+def test_auto_mtls_matches_endpoints_by_tls_mode(cluster_context, cluster_dicts):
+    cluster = cluster_dicts(cluster_context())[REVIEWS]
     assert "transport_socket" not in cluster
     istio, plain = cluster["transport_socket_matches"]
     assert (istio["name"], istio["match"]) == ("tlsMode-istio", {"tlsMode": "istio"})
@@ -166,30 +85,30 @@ def test_auto_mtls_matches_endpoints_by_tls_mode():
     ]
 
 
-def test_default_clusters_pass_envoy_validation():
-    _validate(_context())
+def test_default_clusters_pass_envoy_validation(cluster_context, validate_clusters):
+    validate_clusters(cluster_context())
 
 
-def test_mesh_config_sets_connect_timeout_and_can_turn_auto_mtls_off():
+def test_mesh_config_sets_connect_timeout_and_can_turn_auto_mtls_off(cluster_context, cluster_dicts):
     mesh = attrs.evolve(default_mesh_config(), connect_timeout=Duration.parse("2.5s"), enable_auto_mtls=False)
-    cluster = _dicts(_context(mesh=mesh))[REVIEWS]
+    cluster = cluster_dicts(cluster_context(mesh=mesh))[REVIEWS]
     assert cluster["connect_timeout"] == "2.500s"
     assert "transport_socket_matches" not in cluster
     assert "transport_socket" not in cluster
 
 
-def test_namespace_peer_authentication_disable_turns_auto_mtls_off():
+def test_namespace_peer_authentication_disable_turns_auto_mtls_off(cluster_context, cluster_dicts):
     config = """
 apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: {name: default}
 spec: {mtls: {mode: DISABLE}}
 """
-    assert "transport_socket_matches" not in _dicts(_context(config))[REVIEWS]
+    assert "transport_socket_matches" not in cluster_dicts(cluster_context(config))[REVIEWS]
 
 
-def test_grpc_ports_speak_http2_and_ports_of_unknown_protocol_are_plain_tcp():
-    clusters = _dicts(_context())
+def test_grpc_ports_speak_http2_and_ports_of_unknown_protocol_are_plain_tcp(cluster_context, cluster_dicts):
+    clusters = cluster_dicts(cluster_context())
     grpc = clusters[RATINGS]
     assert grpc["typed_extension_protocol_options"][HTTP_OPTIONS]["explicit_http_config"] == {
         "http2_protocol_options": {}
@@ -201,12 +120,12 @@ def test_grpc_ports_speak_http2_and_ports_of_unknown_protocol_are_plain_tcp():
     assert "typed_extension_protocol_options" not in unknown
     tls = unknown["transport_socket_matches"][0]["transport_socket"]["typed_config"]
     assert tls["common_tls_context"]["alpn_protocols"] == ["istio-peer-exchange", "istio"]
-    gateway = _dicts(_context(kind="router"))["outbound|9091||ratings.default.svc.cluster.local"]
+    gateway = cluster_dicts(cluster_context(kind="router"))["outbound|9091||ratings.default.svc.cluster.local"]
     assert "typed_extension_protocol_options" not in gateway
     assert "outbound|53||ratings.default.svc.cluster.local" not in clusters
 
 
-def test_subsets_get_clusters_that_record_the_rule():
+def test_subsets_get_clusters_that_record_the_rule(cluster_context, cluster_dicts):
     config = """
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -217,7 +136,7 @@ spec:
   - {name: v1, labels: {version: v1}}
   - {name: v2, labels: {version: v2}}
 """
-    clusters = _dicts(_context(config))
+    clusters = cluster_dicts(cluster_context(config))
     path = "/apis/networking.istio.io/v1/namespaces/default/destination-rule/reviews"
     v2 = clusters["outbound|9080|v2|reviews.default.svc.cluster.local"]
     assert v2["eds_cluster_config"]["service_name"] == "outbound|9080|v2|reviews.default.svc.cluster.local"
@@ -229,25 +148,51 @@ spec:
     assert "config" not in clusters[RATINGS]["metadata"]["filter_metadata"]["istio"]
 
 
-def test_istio_mutual_from_the_rule_is_a_plain_transport_socket():
-    cluster = _dicts(_context(_rule("    tls: {mode: ISTIO_MUTUAL}")))[REVIEWS]
+def test_only_tls_the_application_configures_turns_the_alpn_override_off(
+    cluster_context, cluster_dicts, destination_rule
+):
+    # Istio (AddALPNOverrideToMetadata) marks SIMPLE and MUTUAL clusters only; auto mTLS, DISABLE and
+    # ISTIO_MUTUAL keep Istio's ALPN.
+    subsets = "  subsets:\n  - {name: v1, labels: {version: v1}}"
+    for policy, marked in (
+        ("    connectionPool: {tcp: {maxConnections: 10}}", False),
+        ("    tls: {mode: DISABLE}", False),
+        ("    tls: {mode: ISTIO_MUTUAL}", False),
+        ("    tls: {mode: SIMPLE}", True),
+    ):
+        clusters = cluster_dicts(cluster_context(destination_rule(policy, extra=subsets)))
+        for name in (REVIEWS, "outbound|9080|v1|reviews.default.svc.cluster.local"):
+            metadata = clusters[name]["metadata"]["filter_metadata"]["istio"]
+            assert ("alpn_override" in metadata) is marked, (policy, name)
+
+
+def test_istio_mutual_from_the_rule_is_a_plain_transport_socket(
+    cluster_context, cluster_dicts, destination_rule, validate_clusters
+):
+    cluster = cluster_dicts(cluster_context(destination_rule("    tls: {mode: ISTIO_MUTUAL}")))[REVIEWS]
     assert "transport_socket_matches" not in cluster
     context = _tls(cluster)
     assert context["sni"] == "outbound_.9080_._.reviews.default.svc.cluster.local"
     sans = context["common_tls_context"]["combined_validation_context"]["default_validation_context"]
     assert sans["match_typed_subject_alt_names"] == [{"san_type": "URI", "matcher": {"exact": SPIFFE_REVIEWS}}]
     assert "alpn_override" not in cluster["metadata"]["filter_metadata"]["istio"]
-    _validate(_context(_rule("    tls: {mode: ISTIO_MUTUAL}")))
+    validate_clusters(cluster_context(destination_rule("    tls: {mode: ISTIO_MUTUAL}")))
 
 
-def test_istio_mutual_keeps_the_given_sni_and_names_and_expands_trust_domain_aliases():
+def test_istio_mutual_keeps_the_given_sni_and_names_and_expands_trust_domain_aliases(
+    cluster_context, cluster_dicts, destination_rule
+):
     mesh = attrs.evolve(default_mesh_config(), trust_domain_aliases=("old.example",))
-    config = _rule("    tls: {mode: ISTIO_MUTUAL, sni: reviews.example, subjectAltNames: [spiffe://x/ns/a/sa/b]}")
-    context = _tls(_dicts(_context(config))[REVIEWS])
+    config = destination_rule(
+        "    tls: {mode: ISTIO_MUTUAL, sni: reviews.example, subjectAltNames: [spiffe://x/ns/a/sa/b]}"
+    )
+    context = _tls(cluster_dicts(cluster_context(config))[REVIEWS])
     assert context["sni"] == "reviews.example"
     sans = context["common_tls_context"]["combined_validation_context"]["default_validation_context"]
     assert [m["matcher"]["exact"] for m in sans["match_typed_subject_alt_names"]] == ["spiffe://x/ns/a/sa/b"]
-    aliased = _tls(_dicts(_context(_rule("    tls: {mode: ISTIO_MUTUAL}"), mesh=mesh))[REVIEWS])
+    aliased = _tls(
+        cluster_dicts(cluster_context(destination_rule("    tls: {mode: ISTIO_MUTUAL}"), mesh=mesh))[REVIEWS]
+    )
     names = aliased["common_tls_context"]["combined_validation_context"]["default_validation_context"]
     assert [m["matcher"]["exact"] for m in names["match_typed_subject_alt_names"]] == [
         SPIFFE_REVIEWS,
@@ -255,8 +200,8 @@ def test_istio_mutual_keeps_the_given_sni_and_names_and_expands_trust_domain_ali
     ]
 
 
-def test_simple_tls_trusts_the_system_roots_and_sets_auto_sni():
-    cluster = _dicts(_context(_rule("    tls: {mode: SIMPLE}")))[REVIEWS]
+def test_simple_tls_trusts_the_system_roots_and_sets_auto_sni(cluster_context, cluster_dicts, destination_rule):
+    cluster = cluster_dicts(cluster_context(destination_rule("    tls: {mode: SIMPLE}")))[REVIEWS]
     common = _tls(cluster)["common_tls_context"]
     assert common["combined_validation_context"]["validation_context_sds_secret_config"]["name"] == "file-root:system"
     assert "tls_certificate_sds_secret_configs" not in common
@@ -265,13 +210,15 @@ def test_simple_tls_trusts_the_system_roots_and_sets_auto_sni():
     assert cluster["metadata"]["filter_metadata"]["istio"]["alpn_override"] == "false"
 
 
-def test_mutual_tls_reads_certificates_from_files_through_sds():
-    config = _rule(
+def test_mutual_tls_reads_certificates_from_files_through_sds(
+    cluster_context, cluster_dicts, destination_rule, validate_clusters
+):
+    config = destination_rule(
         "    tls: {mode: MUTUAL, clientCertificate: /etc/certs/cert.pem, privateKey: /etc/certs/key.pem,"
         " caCertificates: /etc/certs/ca.pem, sni: api.example, subjectAltNames: [api.example]}",
         "ratings",
     )
-    cluster = _dicts(_context(config))[RATINGS]
+    cluster = cluster_dicts(cluster_context(config))[RATINGS]
     context = _tls(cluster)
     common = context["common_tls_context"]
     assert context["sni"] == "api.example"
@@ -282,19 +229,23 @@ def test_mutual_tls_reads_certificates_from_files_through_sds():
         {"san_type": "DNS", "matcher": {"exact": "api.example"}}
     ]
     assert common["alpn_protocols"] == ["h2"]
-    _validate(_context(config))
+    validate_clusters(cluster_context(config))
 
 
-def test_insecure_skip_verify_validates_nothing():
-    cluster = _dicts(_context(_rule("    tls: {mode: SIMPLE, insecureSkipVerify: true}")))[REVIEWS]
+def test_insecure_skip_verify_validates_nothing(cluster_context, cluster_dicts, destination_rule):
+    cluster = cluster_dicts(cluster_context(destination_rule("    tls: {mode: SIMPLE, insecureSkipVerify: true}")))[
+        REVIEWS
+    ]
     assert _tls(cluster)["common_tls_context"]["validation_context"] == {}
     upstream = cluster["typed_extension_protocol_options"][HTTP_OPTIONS]["upstream_http_protocol_options"]
     assert upstream == {"auto_sni": True}
 
 
-def test_credential_name_is_fetched_over_ads_on_gateways_and_ignored_on_sidecars():
-    config = _rule("    tls: {mode: MUTUAL, credentialName: reviews-client}")
-    gateway = _tls(_dicts(_context(config, kind="router"))[REVIEWS])["common_tls_context"]
+def test_credential_name_is_fetched_over_ads_on_gateways_and_ignored_on_sidecars(
+    cluster_context, cluster_dicts, destination_rule, validate_clusters
+):
+    config = destination_rule("    tls: {mode: MUTUAL, credentialName: reviews-client}")
+    gateway = _tls(cluster_dicts(cluster_context(config, kind="router"))[REVIEWS])["common_tls_context"]
     certificate = gateway["tls_certificate_sds_secret_configs"][0]
     assert certificate == {
         "name": "kubernetes://reviews-client",
@@ -302,20 +253,22 @@ def test_credential_name_is_fetched_over_ads_on_gateways_and_ignored_on_sidecars
     }
     root = gateway["combined_validation_context"]["validation_context_sds_secret_config"]
     assert root["name"] == "kubernetes://reviews-client-cacert"
-    sidecar = _dicts(_context(config))[REVIEWS]
+    sidecar = cluster_dicts(cluster_context(config))[REVIEWS]
     assert "transport_socket" not in sidecar
     assert "transport_socket_matches" not in sidecar
-    _validate(_context(config, kind="router"))
+    validate_clusters(cluster_context(config, kind="router"))
 
 
-def test_tls_disable_turns_auto_mtls_off():
-    cluster = _dicts(_context(_rule("    tls: {mode: DISABLE}")))[REVIEWS]
+def test_tls_disable_turns_auto_mtls_off(cluster_context, cluster_dicts, destination_rule):
+    cluster = cluster_dicts(cluster_context(destination_rule("    tls: {mode: DISABLE}")))[REVIEWS]
     assert "transport_socket" not in cluster
     assert "transport_socket_matches" not in cluster
 
 
-def test_proxy_protocol_wraps_the_transport_sockets():
-    cluster = _dicts(_context(_rule("    proxyProtocol: {version: V2}")))[REVIEWS]
+def test_proxy_protocol_wraps_the_transport_sockets(
+    cluster_context, cluster_dicts, destination_rule, validate_clusters
+):
+    cluster = cluster_dicts(cluster_context(destination_rule("    proxyProtocol: {version: V2}")))[REVIEWS]
     for match in cluster["transport_socket_matches"]:
         socket = match["transport_socket"]
         assert socket["name"] == "envoy.transport_sockets.upstream_proxy_protocol"
@@ -323,7 +276,7 @@ def test_proxy_protocol_wraps_the_transport_sockets():
     assert cluster["transport_socket_matches"][1]["transport_socket"]["typed_config"]["transport_socket"]["name"] == (
         "envoy.transport_sockets.raw_buffer"
     )
-    _validate(_context(_rule("    proxyProtocol: {version: V2}")))
+    validate_clusters(cluster_context(destination_rule("    proxyProtocol: {version: V2}")))
 
 
 SERVICE_ENTRIES = """
@@ -356,8 +309,8 @@ spec:
 """
 
 
-def test_dns_service_entries_get_dns_clusters_with_inline_endpoints():
-    clusters = _dicts(_context(SERVICE_ENTRIES))
+def test_dns_service_entries_get_dns_clusters_with_inline_endpoints(cluster_context, cluster_dicts, validate_clusters):
+    clusters = cluster_dicts(cluster_context(SERVICE_ENTRIES))
     api = clusters["outbound|443||api.example.com"]
     assert api["type"] == "STRICT_DNS"
     assert (api["dns_lookup_family"], api["dns_refresh_rate"], api["respect_dns_ttl"]) == ("V4_ONLY", "60s", True)
@@ -375,19 +328,21 @@ def test_dns_service_entries_get_dns_clusters_with_inline_endpoints():
     assert mirrors["type"] == "LOGICAL_DNS"
     (group,) = mirrors["load_assignment"]["endpoints"]
     assert group["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["address"] == "a.mirror.example.com"
-    _validate(_context(SERVICE_ENTRIES))
+    validate_clusters(cluster_context(SERVICE_ENTRIES))
 
 
-def test_resolution_none_is_original_dst_on_sidecars_and_eds_on_gateways():
-    sidecar = _dicts(_context(SERVICE_ENTRIES))["outbound|5432||db.internal"]
+def test_resolution_none_is_original_dst_on_sidecars_and_eds_on_gateways(cluster_context, cluster_dicts):
+    sidecar = cluster_dicts(cluster_context(SERVICE_ENTRIES))["outbound|5432||db.internal"]
     assert (sidecar["type"], sidecar["lb_policy"]) == ("ORIGINAL_DST", "CLUSTER_PROVIDED")
     assert "eds_cluster_config" not in sidecar
-    gateway = _dicts(_context(SERVICE_ENTRIES, kind="router"))["outbound|5432||db.internal"]
+    gateway = cluster_dicts(cluster_context(SERVICE_ENTRIES, kind="router"))["outbound|5432||db.internal"]
     assert gateway["type"] == "EDS"
 
 
-def test_inbound_clusters_point_at_the_application_on_the_target_port():
-    registry = _bookinfo()
+def test_inbound_clusters_point_at_the_application_on_the_target_port(
+    cluster_registry, cluster_context, cluster_dicts, validate_clusters
+):
+    registry = cluster_registry()
     registry.upsert_service(
         Service(
             "details.default.svc.cluster.local",
@@ -396,7 +351,7 @@ def test_inbound_clusters_point_at_the_application_on_the_target_port():
             selector={"app": "productpage"},
         )
     )
-    clusters = _dicts(_context(registry=registry))
+    clusters = cluster_dicts(cluster_context(registry=registry))
     inbound = clusters["inbound|8080||"]
     assert inbound["type"] == "STATIC"
     address = inbound["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
@@ -409,12 +364,12 @@ def test_inbound_clusters_point_at_the_application_on_the_target_port():
     }
     assert shared["circuit_breakers"]["thresholds"][0]["max_connections"] == MAX
     assert "transport_socket" not in shared
-    _validate(_context(registry=registry))
+    validate_clusters(cluster_context(registry=registry))
 
 
-def test_inbound_connection_pool_comes_from_the_rule_then_the_sidecar():
-    rule = _rule("    connectionPool: {tcp: {maxConnections: 7}}", "productpage")
-    inbound = _dicts(_context(rule))["inbound|9080||"]
+def test_inbound_connection_pool_comes_from_the_rule_then_the_sidecar(cluster_context, cluster_dicts, destination_rule):
+    rule = destination_rule("    connectionPool: {tcp: {maxConnections: 7}}", "productpage")
+    inbound = cluster_dicts(cluster_context(rule))["inbound|9080||"]
     assert inbound["circuit_breakers"]["thresholds"][0]["max_connections"] == 7
     assert inbound["metadata"]["filter_metadata"]["istio"]["config"].endswith("destination-rule/productpage")
     sidecar = """
@@ -425,12 +380,12 @@ metadata: {name: default}
 spec:
   inboundConnectionPool: {tcp: {maxConnections: 3}}
 """
-    overridden = _dicts(_context(rule + sidecar))["inbound|9080||"]
+    overridden = cluster_dicts(cluster_context(rule + sidecar))["inbound|9080||"]
     assert overridden["circuit_breakers"]["thresholds"][0]["max_connections"] == 3
     assert len(overridden["metadata"]["filter_metadata"]["istio"]["configs"]) == 2
 
 
-def test_sidecar_scope_limits_the_outbound_clusters():
+def test_sidecar_scope_limits_the_outbound_clusters(cluster_context, cluster_dicts):
     config = """
 apiVersion: networking.istio.io/v1
 kind: Sidecar
@@ -438,12 +393,12 @@ metadata: {name: default}
 spec:
   egress: [{hosts: [./reviews.default.svc.cluster.local]}]
 """
-    outbound = [name for name in _dicts(_context(config)) if name.startswith("outbound")]
+    outbound = [name for name in cluster_dicts(cluster_context(config)) if name.startswith("outbound")]
     assert outbound == [REVIEWS]
 
 
-def test_special_clusters():
-    clusters = _dicts(_context())
+def test_special_clusters(cluster_context, cluster_dicts):
+    clusters = cluster_dicts(cluster_context())
     black_hole = clusters["BlackHoleCluster"]
     assert (black_hole["type"], black_hole["connect_timeout"]) == ("STATIC", "10s")
     assert "load_assignment" not in black_hole

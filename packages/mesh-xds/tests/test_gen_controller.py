@@ -10,7 +10,7 @@ import attrs
 import pytest
 
 from mesh_config import InMemoryConfigStore, load_text
-from mesh_model import Endpoint, InMemoryRegistry, Protocol, Proxy, Service, ServicePort, TlsMode
+from mesh_model import InMemoryRegistry, Proxy, Service
 from mesh_xds import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
@@ -87,27 +87,6 @@ def _resources(text: str = CONFIG):
     return load_text(text, default_namespace="default").raise_for_errors().resources
 
 
-def _endpoint(address: str, app: str, version: str = "v1", account: str = "") -> Endpoint:
-    return Endpoint(
-        address,
-        ports={"http": 9080},
-        labels={"app": app, "version": version},
-        namespace="default",
-        tls_mode=TlsMode.ISTIO,
-        service_account=account or f"bookinfo-{app}",
-    )
-
-
-def _registry() -> InMemoryRegistry:
-    registry = InMemoryRegistry()
-    http = ServicePort("http", 9080, Protocol.HTTP)
-    for index, name in enumerate(("details", "productpage", "ratings", "reviews"), start=1):
-        service = Service(f"{name}.{DOMAIN}", "default", ports=[http], selector={"app": name})
-        registry.upsert_service(service)
-        registry.set_endpoints(service.key, [_endpoint(f"127.0.{index}.1", name)])
-    return registry
-
-
 def _addresses(proxy: Proxy) -> SidecarAddresses:
     last = proxy.ip_addresses[0].rsplit(".", 1)[1]
     return SidecarAddresses(f"127.0.10.{last}", f"127.0.11.{last}", f"127.0.12.{last}")
@@ -149,9 +128,9 @@ class _World:
 
 
 @pytest.fixture
-async def world() -> AsyncIterator[_World]:
+async def world(bookinfo_registry) -> AsyncIterator[_World]:
     store = InMemoryConfigStore(_resources())
-    registry = _registry()
+    registry = bookinfo_registry()
     secrets = InMemorySecretProvider()
     secrets.set_secret("kubernetes://bookinfo-cert", TlsSecret(certificate_chain=b"chain", private_key=b"key"))
     clock = ManualClock()
@@ -195,11 +174,13 @@ async def test_a_virtual_service_change_pushes_only_the_routes(world):
     assert world.controller.stats.full_pushes == 1
 
 
-async def test_an_endpoint_change_pushes_only_eds(world):
+async def test_an_endpoint_change_pushes_only_eds(bookinfo_endpoint, world):
     async with world.connect(_node()) as client:
         before = _counts(client)
         reviews = Service(REVIEWS, "default").key
-        world.registry.set_endpoints(reviews, [_endpoint("127.0.4.1", "reviews"), _endpoint("127.0.4.2", "reviews")])
+        world.registry.set_endpoints(
+            reviews, [bookinfo_endpoint("127.0.4.1", "reviews"), bookinfo_endpoint("127.0.4.2", "reviews")]
+        )
         await world.push()
         assert _pushed(client, before) == {ENDPOINT_TYPE}
         assignment = client.messages(ENDPOINT_TYPE)[f"outbound|9080|v1|{REVIEWS}"]
@@ -208,23 +189,23 @@ async def test_an_endpoint_change_pushes_only_eds(world):
     assert (stats.incremental_pushes, stats.full_pushes) == (1, 0)
 
 
-async def test_an_endpoint_with_a_new_service_account_pushes_the_clusters_too(world):
+async def test_an_endpoint_with_a_new_service_account_pushes_the_clusters_too(bookinfo_endpoint, world):
     async with world.connect(_node()) as client:
         before = _counts(client)
         reviews = Service(REVIEWS, "default").key
-        new = _endpoint("127.0.4.2", "reviews", account="reviews-canary")
-        world.registry.set_endpoints(reviews, [_endpoint("127.0.4.1", "reviews"), new])
+        new = bookinfo_endpoint("127.0.4.2", "reviews", account="reviews-canary")
+        world.registry.set_endpoints(reviews, [bookinfo_endpoint("127.0.4.1", "reviews"), new])
         await world.push()
         assert {CLUSTER_TYPE, ENDPOINT_TYPE} <= _pushed(client, before)
         assert "reviews-canary" in str(client.messages(CLUSTER_TYPE)[f"outbound|9080||{REVIEWS}"])
     assert world.controller.stats.full_pushes == 1
 
 
-async def test_changes_are_debounced_into_one_push(world):
+async def test_changes_are_debounced_into_one_push(bookinfo_endpoint, world):
     async with world.connect(_node()) as client:
         before = _counts(client)
         world.store.update(_resources(CONFIG.replace("subset: v1}", "subset: v2}"))[1])
-        world.registry.set_endpoints(Service(RATINGS, "default").key, [_endpoint("127.0.3.2", "ratings")])
+        world.registry.set_endpoints(Service(RATINGS, "default").key, [bookinfo_endpoint("127.0.3.2", "ratings")])
         assert await world.clock.wait_for_sleeper() == pytest.approx(0.1)
         assert world.controller.stats.pushes == 0
         assert len(world.controller.pending) == 2
@@ -305,8 +286,8 @@ def test_a_waypoint_gets_no_view_and_the_log_says_what_is_served(caplog):
     assert "is a waypoint; only sidecars, gateways (router) and proxyless gRPC clients" in caplog.text
 
 
-def test_without_an_event_loop_the_first_view_is_delivered_before_watch_returns():
-    controller = XdsController(InMemoryConfigStore(_resources()), _registry(), addresses_for=_addresses)
+def test_without_an_event_loop_the_first_view_is_delivered_before_watch_returns(bookinfo_registry):
+    controller = XdsController(InMemoryConfigStore(_resources()), bookinfo_registry(), addresses_for=_addresses)
     views: list[object] = []
     subscription = controller.watch(_node(), views.append)
     assert len(views) == 1

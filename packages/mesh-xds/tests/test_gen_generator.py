@@ -12,14 +12,10 @@ from mesh_model import (
     AggregateRegistry,
     ChangeSet,
     ConfigKey,
-    Endpoint,
     InMemoryRegistry,
     Kind,
-    Protocol,
     Proxy,
     Service,
-    ServicePort,
-    TlsMode,
     endpoints_key,
 )
 from mesh_xds import (
@@ -89,32 +85,11 @@ spec:
 """
 
 
-def _registry() -> InMemoryRegistry:
-    registry = InMemoryRegistry()
-    http = ServicePort("http", 9080, Protocol.HTTP)
-    for index, name in enumerate(("details", "productpage", "ratings", "reviews"), start=1):
-        service = Service(f"{name}.{DOMAIN}", "default", ports=[http], selector={"app": name})
-        registry.upsert_service(service)
-        registry.set_endpoints(service.key, [_endpoint(f"127.0.{index}.1", name, "v1")])
-    return registry
-
-
-def _endpoint(address: str, app: str, version: str, account: str = "") -> Endpoint:
-    return Endpoint(
-        address,
-        ports={"http": 9080},
-        labels={"app": app, "version": version},
-        namespace="default",
-        tls_mode=TlsMode.ISTIO,
-        service_account=account or f"bookinfo-{app}",
-    )
-
-
 @attrs.define
 class _Mesh:
     """A bookinfo push, and contexts for its proxies."""
 
-    registry: InMemoryRegistry = attrs.field(factory=_registry)
+    registry: InMemoryRegistry
     config: str = BOOKINFO
     push: PushContext = attrs.field(init=False)
     services: AggregateRegistry = attrs.field(init=False)
@@ -141,8 +116,8 @@ class _Mesh:
 
 
 @pytest.fixture
-def mesh() -> _Mesh:
-    return _Mesh()
+def mesh(bookinfo_registry) -> _Mesh:
+    return _Mesh(bookinfo_registry())
 
 
 def _names(snapshot, type_url: str) -> set[str]:
@@ -212,11 +187,11 @@ def test_a_route_change_replaces_only_the_route_set(mesh):
         assert after.resources(type_url) is before.resources(type_url)
 
 
-def test_refresh_regenerates_only_the_load_assignments(mesh):
+def test_refresh_regenerates_only_the_load_assignments(bookinfo_endpoint, mesh):
     generate = ProxyGenerator()
     before = generate.generate(mesh.sidecar())
     reviews = Service(REVIEWS, "default").key
-    endpoints = [_endpoint("127.0.4.1", "reviews", "v1"), _endpoint("127.0.4.2", "reviews", "v2")]
+    endpoints = [bookinfo_endpoint("127.0.4.1", "reviews", "v1"), bookinfo_endpoint("127.0.4.2", "reviews", "v2")]
     mesh.registry.set_endpoints(reviews, endpoints)
     mesh.rebuild(endpoints_key(reviews))
     after = generate.refresh(mesh.sidecar(), before, {ENDPOINT_TYPE})

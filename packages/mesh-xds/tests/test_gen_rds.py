@@ -8,85 +8,13 @@ import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
-from google.protobuf.json_format import MessageToDict
 
-from mesh_config import PushContext, load_mesh_config, load_text
-from mesh_model import InMemoryRegistry, Protocol, Proxy, Service, ServicePort
-from mesh_xds.generate import GenerationContext
+from mesh_config import load_mesh_config
+from mesh_model import Protocol, Service, ServicePort
 from mesh_xds.generate.rds import build_routes, inbound_route_configuration, outbound_http_ports
-from mesh_xds.resource import references
-from mesh_xds.testing.envoy import EnvoyProcess, free_loopback_address, validate_config
+from mesh_xds.testing.envoy import EnvoyProcess, free_loopback_address
 from mesh_xds.testing.render import static_bootstrap
 from mesh_xds.testing.resources import http_listener
-
-BOOKINFO = ("productpage", "reviews", "ratings", "details")
-
-
-def http_service(name, namespace="default", *, ports=((9080, Protocol.HTTP),), addresses=()):
-    return Service(
-        f"{name}.{namespace}.svc.cluster.local",
-        namespace,
-        [ServicePort(f"{protocol.value.lower()}-{number}", number, protocol) for number, protocol in ports],
-        addresses=addresses,
-    )
-
-
-def bookinfo(namespace="default"):
-    return [http_service(name, namespace) for name in BOOKINFO]
-
-
-def context(
-    yaml_text="",
-    *,
-    services=None,
-    namespace="default",
-    labels=None,
-    node_type="sidecar",
-    mesh=None,
-    metadata=None,
-):
-    """A GenerationContext for a proxy of ``namespace`` with ``labels``, from YAML and services."""
-    loaded = load_text(yaml_text, default_namespace="default")
-    assert loaded.ok, [d.format() for d in loaded.errors]
-    registry = InMemoryRegistry()
-    for service in bookinfo() if services is None else services:
-        registry.upsert_service(service)
-    push = PushContext.build(loaded.resources, registry)
-    node_metadata = {"NAMESPACE": namespace, "LABELS": labels or {"app": "productpage", "version": "v1"}}
-    node_metadata.update(metadata or {})
-    proxy = Proxy.parse(f"{node_type}~127.0.0.1~pod.{namespace}~{namespace}.svc.cluster.local", node_metadata)
-    extra = {"mesh": mesh} if mesh is not None else {}
-    return GenerationContext(proxy, push, registry, **extra)
-
-
-def as_dict(message):
-    return MessageToDict(message, preserving_proto_field_name=True)
-
-
-def by_name(items, name):
-    found = [item for item in items if item.name == name]
-    assert found, f"{name!r} not among {[item.name for item in items]}"
-    return found[0]
-
-
-def virtual_host(configurations, name, route="9080"):
-    return by_name(by_name(configurations, route).virtual_hosts, name)
-
-
-def render(configurations):
-    """A static bootstrap with one listener per route configuration and the clusters they name as stubs."""
-    listeners = [
-        http_listener(f"l{index}", "127.0.0.1", 10000 + index, route_name=rc.name)
-        for index, rc in enumerate(configurations)
-    ]
-    clusters = sorted({ref.name for rc in configurations for ref in references(rc)})
-    return static_bootstrap(listeners=listeners, routes=configurations, stub_clusters=clusters)
-
-
-def assert_envoy_accepts(configurations):
-    result = validate_config(render(configurations))
-    assert result.ok, result.error
-
 
 TYPE = "type.googleapis.com/"
 REVIEWS = "reviews.default.svc.cluster.local"
@@ -148,17 +76,19 @@ spec:
 # ------------------------------------------------------------------------------------ default routes
 
 
-def test_each_http_port_gets_a_route_configuration_named_after_it():
-    services = [*bookinfo(), http_service("web", ports=((80, Protocol.HTTP), (5432, Protocol.TCP)))]
-    routes = build_routes(context(services=services))
+def test_each_http_port_gets_a_route_configuration_named_after_it(
+    bookinfo_services, by_name, route_context, http_service
+):
+    services = [*bookinfo_services(), http_service("web", ports=((80, Protocol.HTTP), (5432, Protocol.TCP)))]
+    routes = build_routes(route_context(services=services))
     assert [rc.name for rc in routes] == ["80", "9080"]
-    assert outbound_http_ports(context(services=services)) == (80, 9080)
+    assert outbound_http_ports(route_context(services=services)) == (80, 9080)
     names = [host.name for host in by_name(routes, "9080").virtual_hosts]
     assert names == [DETAILS_VH, "productpage.default.svc.cluster.local:9080", RATINGS_VH, REVIEWS_VH, "allow_any"]
 
 
-def test_a_service_without_virtual_service_gets_the_default_route():
-    route = virtual_host(build_routes(context()), DETAILS_VH).routes[0]
+def test_a_service_without_virtual_service_gets_the_default_route(as_dict, route_context, virtual_host):
+    route = virtual_host(build_routes(route_context()), DETAILS_VH).routes[0]
     assert as_dict(route) == {
         "name": "default",
         "match": {"prefix": "/"},
@@ -184,9 +114,9 @@ def test_a_service_without_virtual_service_gets_the_default_route():
     }
 
 
-def test_domains_in_the_proxys_namespace_include_short_names_and_vips():
+def test_domains_in_the_proxys_namespace_include_short_names_and_vips(route_context, http_service, virtual_host):
     services = [http_service("reviews", addresses=("10.96.0.7",)), http_service("ratings")]
-    host = virtual_host(build_routes(context(services=services)), REVIEWS_VH)
+    host = virtual_host(build_routes(route_context(services=services)), REVIEWS_VH)
     assert list(host.domains) == [
         REVIEWS,
         f"{REVIEWS}:9080",
@@ -201,8 +131,8 @@ def test_domains_in_the_proxys_namespace_include_short_names_and_vips():
     ]
 
 
-def test_domains_from_another_namespace_keep_the_namespace():
-    host = virtual_host(build_routes(context(namespace="shop")), REVIEWS_VH)
+def test_domains_from_another_namespace_keep_the_namespace(route_context, virtual_host):
+    host = virtual_host(build_routes(route_context(namespace="shop")), REVIEWS_VH)
     assert list(host.domains) == [
         REVIEWS,
         f"{REVIEWS}:9080",
@@ -213,23 +143,23 @@ def test_domains_from_another_namespace_keep_the_namespace():
     ]
 
 
-def test_external_hosts_and_ipv6_vips_get_no_short_names():
+def test_external_hosts_and_ipv6_vips_get_no_short_names(route_context, virtual_host):
     external = Service("api.example.com", "default", [ServicePort("http", 9080, Protocol.HTTP)], addresses=("fd00::7",))
-    host = virtual_host(build_routes(context(services=[external])), "api.example.com:9080")
+    host = virtual_host(build_routes(route_context(services=[external])), "api.example.com:9080")
     assert list(host.domains) == ["api.example.com", "api.example.com:9080", "[fd00::7]", "[fd00::7]:9080"]
 
 
-def test_a_name_two_services_share_goes_to_the_first_only():
+def test_a_name_two_services_share_goes_to_the_first_only(bookinfo_services, route_context, virtual_host):
     # reviews.default (a ServiceEntry host) is also the short name of reviews in namespace default.
-    services = [*bookinfo(), Service("reviews.default", "default", [ServicePort("http", 9080, Protocol.HTTP)])]
-    routes = build_routes(context(services=services))
+    services = [*bookinfo_services(), Service("reviews.default", "default", [ServicePort("http", 9080, Protocol.HTTP)])]
+    routes = build_routes(route_context(services=services))
     owner = virtual_host(routes, "reviews.default:9080")
     assert "reviews.default" in owner.domains
     assert "reviews.default" not in virtual_host(routes, REVIEWS_VH).domains
 
 
-def test_allow_any_passes_unknown_hosts_through():
-    catch_all = by_name(build_routes(context()), "9080").virtual_hosts[-1]
+def test_allow_any_passes_unknown_hosts_through(as_dict, by_name, route_context):
+    catch_all = by_name(build_routes(route_context()), "9080").virtual_hosts[-1]
     assert as_dict(catch_all) == {
         "name": "allow_any",
         "domains": ["*"],
@@ -244,7 +174,7 @@ def test_allow_any_passes_unknown_hosts_through():
     }
 
 
-def test_registry_only_answers_unknown_hosts_with_502():
+def test_registry_only_answers_unknown_hosts_with_502(as_dict, by_name, route_context):
     sidecar = """
 apiVersion: networking.istio.io/v1
 kind: Sidecar
@@ -252,7 +182,7 @@ metadata: {name: default, namespace: default}
 spec:
   outboundTrafficPolicy: {mode: REGISTRY_ONLY}
 """
-    catch_all = by_name(build_routes(context(sidecar)), "9080").virtual_hosts[-1]
+    catch_all = by_name(build_routes(route_context(sidecar)), "9080").virtual_hosts[-1]
     assert catch_all.name == "block_all"
     assert as_dict(catch_all.routes[0]) == {
         "name": "block_all",
@@ -261,7 +191,7 @@ spec:
     }
 
 
-def test_an_egress_proxy_receives_unknown_hosts():
+def test_an_egress_proxy_receives_unknown_hosts(by_name, route_context):
     sidecar = """
 apiVersion: networking.istio.io/v1
 kind: Sidecar
@@ -271,11 +201,11 @@ spec:
     mode: ALLOW_ANY
     egressProxy: {host: egress.istio-system.svc.cluster.local, port: {number: 443}}
 """
-    catch_all = by_name(build_routes(context(sidecar)), "9080").virtual_hosts[-1]
+    catch_all = by_name(build_routes(route_context(sidecar)), "9080").virtual_hosts[-1]
     assert catch_all.routes[0].route.cluster == "outbound|443||egress.istio-system.svc.cluster.local"
 
 
-def test_a_sidecar_scope_limits_the_virtual_hosts():
+def test_a_sidecar_scope_limits_the_virtual_hosts(by_name, route_context):
     sidecar = """
 apiVersion: networking.istio.io/v1
 kind: Sidecar
@@ -284,15 +214,15 @@ spec:
   egress:
   - hosts: [./reviews.default.svc.cluster.local]
 """
-    names = [host.name for host in by_name(build_routes(context(sidecar)), "9080").virtual_hosts]
+    names = [host.name for host in by_name(build_routes(route_context(sidecar)), "9080").virtual_hosts]
     assert names == [REVIEWS_VH, "allow_any"]
 
 
 # ------------------------------------------------------------------------------- VirtualService routes
 
 
-def test_bookinfo_reviews_routes_by_header_then_splits_by_weight():
-    host = virtual_host(build_routes(context(BOOKINFO_ROUTING)), REVIEWS_VH)
+def test_bookinfo_reviews_routes_by_header_then_splits_by_weight(as_dict, route_context, virtual_host):
+    host = virtual_host(build_routes(route_context(BOOKINFO_ROUTING)), REVIEWS_VH)
     jason, split = (as_dict(route) for route in host.routes)  # nothing follows the catch-all split
     assert jason["name"] == "jason"
     assert jason["match"] == {
@@ -312,7 +242,9 @@ def test_bookinfo_reviews_routes_by_header_then_splits_by_weight():
     assert jason["metadata"] == split["metadata"] == {"filter_metadata": {"istio": {"config": path}}}
 
 
-def test_delegated_routes_are_merged_and_resolved_in_the_delegates_namespace():
+def test_delegated_routes_are_merged_and_resolved_in_the_delegates_namespace(
+    as_dict, bookinfo_services, route_context, http_service, virtual_host
+):
     config = """
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -333,8 +265,10 @@ spec:
     route: [{destination: {host: reviews, subset: v2}}]
   - route: [{destination: {host: reviews}}]
 """
-    services = [*bookinfo(), http_service("reviews", "team")]
-    host = virtual_host(build_routes(context(config, services=services)), "productpage.default.svc.cluster.local:9080")
+    services = [*bookinfo_services(), http_service("reviews", "team")]
+    host = virtual_host(
+        build_routes(route_context(config, services=services)), "productpage.default.svc.cluster.local:9080"
+    )
     v2, rest, own = (as_dict(route) for route in host.routes)
     assert v2["match"]["prefix"] == "/reviews/v2"
     assert v2["route"]["cluster"] == "outbound|9080|v2|reviews.team.svc.cluster.local"
@@ -347,8 +281,10 @@ spec:
     ]
 
 
-def test_destination_port_defaults_to_the_services_only_port():
-    services = [*bookinfo(), http_service("legacy", ports=((8000, Protocol.HTTP),))]
+def test_destination_port_defaults_to_the_services_only_port(
+    bookinfo_services, route_context, http_service, virtual_host
+):
+    services = [*bookinfo_services(), http_service("legacy", ports=((8000, Protocol.HTTP),))]
     config = """
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -360,12 +296,12 @@ spec:
     route: [{destination: {host: legacy}}]
   - route: [{destination: {host: details, port: {number: 9080}}}]
 """
-    legacy, details = virtual_host(build_routes(context(config, services=services)), DETAILS_VH).routes
+    legacy, details = virtual_host(build_routes(route_context(config, services=services)), DETAILS_VH).routes
     assert legacy.route.cluster == "outbound|8000||legacy.default.svc.cluster.local"
     assert details.route.cluster == "outbound|9080||details.default.svc.cluster.local"
 
 
-def test_hosts_outside_the_registry_get_virtual_hosts_on_port_80():
+def test_hosts_outside_the_registry_get_virtual_hosts_on_port_80(route_context, http_service, virtual_host):
     services = [http_service("web", ports=((80, Protocol.HTTP),))]
     config = """
 apiVersion: networking.istio.io/v1
@@ -376,12 +312,12 @@ spec:
   http:
   - route: [{destination: {host: web}}]
 """
-    host = virtual_host(build_routes(context(config, services=services)), "bookinfo.com:80", route="80")
+    host = virtual_host(build_routes(route_context(config, services=services)), "bookinfo.com:80", route="80")
     assert list(host.domains) == ["bookinfo.com", "bookinfo.com:80"]
     assert host.routes[0].route.cluster == "outbound|80||web.default.svc.cluster.local"
 
 
-def test_a_wildcard_virtual_service_routes_the_services_it_covers():
+def test_a_wildcard_virtual_service_routes_the_services_it_covers(route_context, virtual_host):
     config = """
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -392,12 +328,12 @@ spec:
   - timeout: 3s
     route: [{destination: {host: details}}]
 """
-    routes = build_routes(context(config))
+    routes = build_routes(route_context(config))
     for name in (DETAILS_VH, REVIEWS_VH):
         assert virtual_host(routes, name).routes[0].route.timeout.seconds == 3
 
 
-def test_a_consistent_hash_gives_a_hash_policy_and_keeps_retries_on_the_host():
+def test_a_consistent_hash_gives_a_hash_policy_and_keeps_retries_on_the_host(as_dict, route_context, virtual_host):
     config = """
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -422,41 +358,41 @@ spec:
   http:
   - route: [{destination: {host: reviews, subset: v1}}]
 """
-    routes = build_routes(context(config))
+    routes = build_routes(route_context(config))
     action = as_dict(virtual_host(routes, REVIEWS_VH).routes[0])["route"]
     assert action["hash_policy"] == [{"cookie": {"name": "session", "ttl": "60s"}}]
     assert "retry_host_predicate" not in action["retry_policy"]
-    no_vs = build_routes(context(config.split("---")[0]))
+    no_vs = build_routes(route_context(config.split("---")[0]))
     assert as_dict(virtual_host(no_vs, REVIEWS_VH).routes[0])["route"]["hash_policy"] == [
         {"header": {"header_name": "x-user"}}
     ]
 
 
-def test_the_mesh_default_retry_policy_replaces_istios():
+def test_the_mesh_default_retry_policy_replaces_istios(route_context, virtual_host):
     mesh = load_mesh_config("defaultHttpRetryPolicy: {attempts: 5, retryOn: 5xx}").raise_for_errors().config
-    action = virtual_host(build_routes(context(mesh=mesh)), DETAILS_VH).routes[0].route
+    action = virtual_host(build_routes(route_context(mesh=mesh)), DETAILS_VH).routes[0].route
     assert (action.retry_policy.num_retries.value, action.retry_policy.retry_on) == (5, "5xx")
 
 
 # ------------------------------------------------------------------------------------ names and inbound
 
 
-def test_routes_asked_for_by_name():
-    routes = build_routes(context(), [f"{REVIEWS}:9080", "9080", "no-such-route"])
+def test_routes_asked_for_by_name(as_dict, route_context):
+    routes = build_routes(route_context(), [f"{REVIEWS}:9080", "9080", "no-such-route"])
     assert [rc.name for rc in routes] == ["9080", "no-such-route", f"{REVIEWS}:9080"]
     sniffed = routes[2]
     assert [(host.name, list(host.domains)) for host in sniffed.virtual_hosts] == [(REVIEWS_VH, ["*"])]
     assert as_dict(routes[1]) == {"name": "no-such-route", "validate_clusters": False}
 
 
-def test_names_must_be_a_collection_of_strings():
+def test_names_must_be_a_collection_of_strings(route_context):
     with pytest.raises(TypeError, match="not the string '9080'"):
-        build_routes(context(), "9080")
+        build_routes(route_context(), "9080")
     with pytest.raises(TypeError, match="must be strings, not int"):
-        build_routes(context(), [9080])
+        build_routes(route_context(), [9080])
 
 
-def test_inbound_route_configuration():
+def test_inbound_route_configuration(as_dict):
     assert as_dict(inbound_route_configuration(9080, hostname=REVIEWS)) == {
         "name": "inbound|9080||",
         "validate_clusters": False,
@@ -482,8 +418,8 @@ def test_inbound_route_configuration():
     }
 
 
-def test_proxyless_grpc_clients_get_max_stream_duration():
-    ctx = context(BOOKINFO_ROUTING, metadata={"GENERATOR": "grpc"})
+def test_proxyless_grpc_clients_get_max_stream_duration(route_context, virtual_host):
+    ctx = route_context(BOOKINFO_ROUTING, metadata={"GENERATOR": "grpc"})
     action = virtual_host(build_routes(ctx), RATINGS_VH).routes[1].route
     assert action.max_stream_duration.max_stream_duration.nanos == 500_000_000
     assert not action.HasField("max_grpc_timeout")
@@ -492,11 +428,13 @@ def test_proxyless_grpc_clients_get_max_stream_duration():
 # ------------------------------------------------------------------------------------------ real Envoy
 
 
-def test_envoy_accepts_the_sidecar_routes():
+def test_envoy_accepts_the_sidecar_routes(assert_envoy_accepts, route_context):
     registry_only = "outboundTrafficPolicy: {mode: REGISTRY_ONLY}"
     configurations = [
-        *build_routes(context(BOOKINFO_ROUTING)),
-        *build_routes(context(mesh=load_mesh_config(registry_only).raise_for_errors().config), [f"{REVIEWS}:9080"]),
+        *build_routes(route_context(BOOKINFO_ROUTING)),
+        *build_routes(
+            route_context(mesh=load_mesh_config(registry_only).raise_for_errors().config), [f"{REVIEWS}:9080"]
+        ),
         inbound_route_configuration(9080, hostname=REVIEWS),
     ]
     assert_envoy_accepts(configurations)
@@ -605,9 +543,9 @@ def _get(address, host, path="/", headers=None):
         connection.close()
 
 
-def test_envoy_routes_live_traffic_by_host_header_and_path(backends):
+def test_envoy_routes_live_traffic_by_host_header_and_path(route_context, http_service, backends):
     services = [http_service("reviews", addresses=("10.96.0.7",)), http_service("ratings"), http_service("details")]
-    (configuration,) = build_routes(context(LIVE_ROUTING, services=services))
+    (configuration,) = build_routes(route_context(LIVE_ROUTING, services=services))
     clusters = [
         backends["reviews-v1"].cluster(f"outbound|9080|v1|{REVIEWS}"),
         backends["reviews-v2"].cluster(f"outbound|9080|v2|{REVIEWS}"),

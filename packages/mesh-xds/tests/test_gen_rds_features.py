@@ -1,85 +1,8 @@
 """RDS generation: each HTTPRoute feature of a VirtualService as Envoy route fields, checked by Envoy."""
 
 import pytest
-from google.protobuf.json_format import MessageToDict
 
-from mesh_config import PushContext, load_text
-from mesh_model import InMemoryRegistry, Protocol, Proxy, Service, ServicePort
-from mesh_xds.generate import GenerationContext
 from mesh_xds.generate.rds import build_routes
-from mesh_xds.resource import references
-from mesh_xds.testing.envoy import validate_config
-from mesh_xds.testing.render import static_bootstrap
-from mesh_xds.testing.resources import http_listener
-
-BOOKINFO = ("productpage", "reviews", "ratings", "details")
-
-
-def http_service(name, namespace="default", *, ports=((9080, Protocol.HTTP),), addresses=()):
-    return Service(
-        f"{name}.{namespace}.svc.cluster.local",
-        namespace,
-        [ServicePort(f"{protocol.value.lower()}-{number}", number, protocol) for number, protocol in ports],
-        addresses=addresses,
-    )
-
-
-def bookinfo(namespace="default"):
-    return [http_service(name, namespace) for name in BOOKINFO]
-
-
-def context(
-    yaml_text="",
-    *,
-    services=None,
-    namespace="default",
-    labels=None,
-    node_type="sidecar",
-    mesh=None,
-    metadata=None,
-):
-    """A GenerationContext for a proxy of ``namespace`` with ``labels``, from YAML and services."""
-    loaded = load_text(yaml_text, default_namespace="default")
-    assert loaded.ok, [d.format() for d in loaded.errors]
-    registry = InMemoryRegistry()
-    for service in bookinfo() if services is None else services:
-        registry.upsert_service(service)
-    push = PushContext.build(loaded.resources, registry)
-    node_metadata = {"NAMESPACE": namespace, "LABELS": labels or {"app": "productpage", "version": "v1"}}
-    node_metadata.update(metadata or {})
-    proxy = Proxy.parse(f"{node_type}~127.0.0.1~pod.{namespace}~{namespace}.svc.cluster.local", node_metadata)
-    extra = {"mesh": mesh} if mesh is not None else {}
-    return GenerationContext(proxy, push, registry, **extra)
-
-
-def as_dict(message):
-    return MessageToDict(message, preserving_proto_field_name=True)
-
-
-def by_name(items, name):
-    found = [item for item in items if item.name == name]
-    assert found, f"{name!r} not among {[item.name for item in items]}"
-    return found[0]
-
-
-def virtual_host(configurations, name, route="9080"):
-    return by_name(by_name(configurations, route).virtual_hosts, name)
-
-
-def render(configurations):
-    """A static bootstrap with one listener per route configuration and the clusters they name as stubs."""
-    listeners = [
-        http_listener(f"l{index}", "127.0.0.1", 10000 + index, route_name=rc.name)
-        for index, rc in enumerate(configurations)
-    ]
-    clusters = sorted({ref.name for rc in configurations for ref in references(rc)})
-    return static_bootstrap(listeners=listeners, routes=configurations, stub_clusters=clusters)
-
-
-def assert_envoy_accepts(configurations):
-    result = validate_config(render(configurations))
-    assert result.ok, result.error
-
 
 PRIORITIES = "type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3"
 REVIEWS = "reviews.default.svc.cluster.local"
@@ -116,8 +39,8 @@ spec:
 """
 
 
-def test_fault_timeout_and_retries():
-    host = virtual_host(build_routes(context(RATINGS_ROUTING)), RATINGS_VH)
+def test_fault_timeout_and_retries(as_dict, route_context, virtual_host):
+    host = virtual_host(build_routes(route_context(RATINGS_ROUTING)), RATINGS_VH)
     faulty, slow = (as_dict(route) for route in host.routes)
     assert faulty["typed_per_filter_config"] == {
         "envoy.filters.http.fault": {
@@ -160,7 +83,7 @@ def test_fault_timeout_and_retries():
         ("{attempts: 1, retryOn: '500,502'}", "500,502"),
     ],
 )
-def test_retry_settings(retries, expected):
+def test_retry_settings(as_dict, route_context, virtual_host, retries, expected):
     config = f"""
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -172,7 +95,7 @@ spec:
     route:
     - destination: {{host: details}}
 """
-    action = as_dict(virtual_host(build_routes(context(config)), DETAILS_VH).routes[0])["route"]
+    action = as_dict(virtual_host(build_routes(route_context(config)), DETAILS_VH).routes[0])["route"]
     if expected is None:
         assert "retry_policy" not in action
     elif isinstance(expected, str):
@@ -222,8 +145,8 @@ spec:
 """
 
 
-def test_match_translation():
-    host = virtual_host(build_routes(context(MATCHES)), DETAILS_VH)
+def test_match_translation(as_dict, route_context, virtual_host):
+    host = virtual_host(build_routes(route_context(MATCHES)), DETAILS_VH)
     exact, prefix, regex = (as_dict(route) for route in host.routes)
     assert exact["name"] == "all.exact"
     assert exact["stat_prefix"] == "exact-details"
@@ -250,12 +173,12 @@ def test_match_translation():
     assert regex["match"] == {"safe_regex": {"regex": "/v[12]/.*"}, "case_sensitive": True}
 
 
-def test_matches_are_kept_per_proxy_by_port_source_and_gateway():
-    reviews = context(MATCHES, labels={"app": "reviews"})
+def test_matches_are_kept_per_proxy_by_port_source_and_gateway(route_context, virtual_host):
+    reviews = route_context(MATCHES, labels={"app": "reviews"})
     prefixes = [route.match.prefix for route in virtual_host(build_routes(reviews), DETAILS_VH).routes]
     assert "/from-reviews" in prefixes
     assert "/from-shop" not in prefixes
-    shop = context(MATCHES, namespace="shop", labels={"app": "web"})
+    shop = route_context(MATCHES, namespace="shop", labels={"app": "web"})
     prefixes = [route.match.prefix for route in virtual_host(build_routes(shop), DETAILS_VH).routes]
     assert "/from-shop" in prefixes
     assert "/from-reviews" not in prefixes
@@ -263,7 +186,7 @@ def test_matches_are_kept_per_proxy_by_port_source_and_gateway():
     assert "/from-gateway" not in prefixes
 
 
-def test_a_virtual_service_with_no_route_for_this_proxy_leaves_the_default_route():
+def test_a_virtual_service_with_no_route_for_this_proxy_leaves_the_default_route(route_context, virtual_host):
     config = """
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -276,8 +199,8 @@ spec:
     route:
     - destination: {host: details, subset: v2}
 """
-    assert virtual_host(build_routes(context(config)), DETAILS_VH).routes[0].name == "default"
-    reviews = context(config, labels={"app": "reviews"})
+    assert virtual_host(build_routes(route_context(config)), DETAILS_VH).routes[0].name == "default"
+    reviews = route_context(config, labels={"app": "reviews"})
     assert virtual_host(build_routes(reviews), DETAILS_VH).routes[0].route.cluster.startswith("outbound|9080|v2|")
 
 
@@ -305,8 +228,8 @@ spec:
 """
 
 
-def test_redirect_direct_response_and_rewrite():
-    routes = [as_dict(route) for route in virtual_host(build_routes(context(ACTIONS)), DETAILS_VH).routes]
+def test_redirect_direct_response_and_rewrite(as_dict, route_context, virtual_host):
+    routes = [as_dict(route) for route in virtual_host(build_routes(route_context(ACTIONS)), DETAILS_VH).routes]
     redirect, moved, teapot, binary, rewrite, regex = routes
     assert redirect["redirect"] == {
         "path_redirect": "/new",
@@ -324,7 +247,7 @@ def test_redirect_direct_response_and_rewrite():
     assert regex["route"]["regex_rewrite"] == {"pattern": {"regex": "^/re/(.*)$"}, "substitution": "/\\1"}
 
 
-def test_mirrors_with_their_shares():
+def test_mirrors_with_their_shares(as_dict, route_context, virtual_host):
     config = """
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -346,7 +269,7 @@ spec:
 """
     one, many = (
         as_dict(route)["route"]["request_mirror_policies"]
-        for route in virtual_host(build_routes(context(config)), REVIEWS_VH).routes
+        for route in virtual_host(build_routes(route_context(config)), REVIEWS_VH).routes
     )
     assert one == [
         {
@@ -361,7 +284,7 @@ spec:
     ]
 
 
-def test_cors_policy():
+def test_cors_policy(as_dict, route_context, virtual_host):
     config = """
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -379,7 +302,7 @@ spec:
       unmatchedPreflights: IGNORE
     route: [{destination: {host: productpage}}]
 """
-    route = virtual_host(build_routes(context(config)), "productpage.default.svc.cluster.local:9080").routes[0]
+    route = virtual_host(build_routes(route_context(config)), "productpage.default.svc.cluster.local:9080").routes[0]
     assert as_dict(route)["typed_per_filter_config"]["envoy.filters.http.cors"] == {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy",
         "allow_origin_string_match": [{"exact": "https://example.com"}, {"prefix": "https://dev."}],
@@ -393,7 +316,7 @@ spec:
     }
 
 
-def test_header_operations_on_the_route_and_on_each_destination():
+def test_header_operations_on_the_route_and_on_each_destination(as_dict, route_context, virtual_host):
     config = """
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -419,7 +342,7 @@ spec:
       headers:
         response: {add: {x-canary: "yes"}}
 """
-    route = as_dict(virtual_host(build_routes(context(config)), REVIEWS_VH).routes[0])
+    route = as_dict(virtual_host(build_routes(route_context(config)), REVIEWS_VH).routes[0])
     overwrite, append = "OVERWRITE_IF_EXISTS_OR_ADD", None
     assert [(h["header"]["key"], h.get("append_action", append)) for h in route["request_headers_to_add"]] == [
         ("x-a", overwrite),
@@ -434,10 +357,10 @@ spec:
     assert v2["response_headers_to_add"] == [{"header": {"key": "x-canary", "value": "yes"}}]
 
 
-def test_envoy_accepts_every_feature():
+def test_envoy_accepts_every_feature(assert_envoy_accepts, route_context):
     configurations = []
     for config in (RATINGS_ROUTING, MATCHES, ACTIONS):
-        configurations += build_routes(context(config))
+        configurations += build_routes(route_context(config))
     for index, configuration in enumerate(configurations):
         configuration.name = f"{configuration.name}-{index}"
     assert_envoy_accepts(configurations)

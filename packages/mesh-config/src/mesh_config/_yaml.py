@@ -179,6 +179,35 @@ def parse_documents(text: str, source: str, limits: LoadLimits) -> tuple[list[Pa
         return documents, None
 
 
+def parse_single_document(text: str | bytes, source: str, limits: LoadLimits, *, what: str) -> ParsedDocument | None:
+    """The one document of ``text`` (UTF-8 when bytes), or ``None`` when there is none.
+
+    Args:
+        text: the text, or its UTF-8 bytes.
+        source: the name positions give the text.
+        limits: bounds on size (in characters), depth and alias expansion.
+        what: what the text is, for the message about more than one document (``"a registry file"``).
+
+    Raises:
+        YamlProblem: the text is not UTF-8, too large, holds NUL bytes, does not parse, or has more documents.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise YamlProblem(f"input is not UTF-8 text (byte {error.start} is invalid)", None) from None
+    if len(text) > limits.max_bytes:
+        raise YamlProblem(f"input is {len(text)} characters; the limit is {limits.max_bytes}", None)
+    if "\x00" in text:
+        raise YamlProblem("input contains NUL bytes: it is not a text file", None)
+    documents, problem = parse_documents(text, source, limits)
+    if problem is not None:
+        raise problem
+    if len(documents) > 1:
+        raise YamlProblem(f"{what} is one YAML document, not {len(documents)}", documents[1].start)
+    return documents[0] if documents else None
+
+
 def _rewrite(text: str, error: yaml.MarkedYAMLError, locate: _Locator) -> str | None:
     """Quote a flow plain scalar that ends in ``:`` (``[2001:db8::]``), as Kubernetes' YAML reads it.
 

@@ -13,13 +13,14 @@ from typing import Any, final
 
 import attrs
 
-from mesh_config._subscribers import Subscribers
+from mesh_config._poller import Poller
 from mesh_config.diagnostics import Diagnostic, Position, Severity
 from mesh_config.errors import LoadError, StoreError
 from mesh_config.limits import LoadLimits
 from mesh_config.loader import config_files, load_file
 from mesh_config.meta import Resource
 from mesh_model import ChangeHandler, ChangeSet, ConfigKey, Subscription
+from mesh_model._subscribers import Subscribers
 
 __all__ = ["DirectoryConfigStore"]
 
@@ -118,11 +119,10 @@ class DirectoryConfigStore:
         if not self._root.is_dir():
             raise LoadError(f"{str(root)!r} is not a directory")
         self._default_namespace = default_namespace
-        self._poll_interval = poll_interval
         self._debounce = debounce
         self._max_delay = max_delay
         self._limits = limits or LoadLimits()
-        self._subscribers = Subscribers()
+        self._subscribers = Subscribers(logger=_log, source="config")
         self._lock = threading.Lock()  # guards the served state, briefly
         self._scan_lock = threading.RLock()  # one rescan at a time, changes told in order
         self._files: dict[str, _File] = {}
@@ -134,8 +134,13 @@ class DirectoryConfigStore:
         self._observed: dict[str, Signature] | None = None
         self._pending_since = 0.0
         self._quiet_since = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._poller = Poller(
+            self._watch,
+            poll_interval,
+            name=f"mesh-config watch {self._root}",
+            what=f"rescanning {self._root}",
+            logger=_log,
+        )
         self._closed = False
         self.refresh()
 
@@ -226,21 +231,11 @@ class DirectoryConfigStore:
         with self._scan_lock:
             if self._closed:
                 raise StoreError("the directory store is closed")
-            if self._thread is not None:
-                return
-            self._stop = threading.Event()  # a thread stopped from a handler may still be ending: its own event
-            self._thread = threading.Thread(
-                target=self._watch, args=(self._stop,), name=f"mesh-config watch {self._root}", daemon=True
-            )
-            self._thread.start()
+            self._poller.start()
 
     def stop(self) -> None:
         """Stop following the tree (:meth:`start` resumes); waits for the watcher thread to end."""
-        thread = self._thread
-        self._stop.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
-        self._thread = None
+        self._poller.stop()
 
     def close(self) -> None:
         """Stop for good; the objects stay readable."""
@@ -256,12 +251,8 @@ class DirectoryConfigStore:
     ) -> None:
         self.close()
 
-    def _watch(self, stop: threading.Event) -> None:
-        while not stop.wait(self._poll_interval):
-            try:
-                self._scan(force=False)
-            except Exception:  # the watcher must outlive any one bad scan
-                _log.exception("rescanning %s failed", self._root)
+    def _watch(self) -> None:
+        self._scan(force=False)
 
     def refresh(self) -> ChangeSet:
         """Rescan the tree now, apply every change without waiting, and return the keys that changed."""

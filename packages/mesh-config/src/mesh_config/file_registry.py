@@ -9,6 +9,7 @@ import threading
 from types import TracebackType
 from typing import final
 
+from mesh_config._poller import Poller
 from mesh_config.diagnostics import Diagnostic, Position, Severity
 from mesh_config.errors import LoadError, StoreError
 from mesh_config.limits import LoadLimits
@@ -74,7 +75,6 @@ class FileRegistry:
             raise LoadError(f"the registry file {str(path)!r} does not exist or is not a file")
         if not os.access(self._path, os.R_OK):
             raise LoadError(f"the registry file {str(path)!r} cannot be read")
-        self._poll_interval = float(poll_interval)
         self._limits = limits
         self._inner = InMemoryRegistry(name)
         self._lock = threading.Lock()
@@ -83,8 +83,13 @@ class FileRegistry:
         self._applied: _Signature | None = None
         self._observed: _Signature | None = None
         self._missing = False
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._poller = Poller(
+            self._poll,
+            float(poll_interval),
+            name=f"mesh-config registry {self._path}",
+            what=f"reading the registry file {self._path}",
+            logger=_log,
+        )
         self.refresh()
 
     @property
@@ -182,29 +187,11 @@ class FileRegistry:
 
     def start(self) -> None:
         """Follow the file in a background thread (does nothing when already started)."""
-        with self._lock:
-            if self._thread is not None:
-                return
-            self._stop = threading.Event()
-            self._thread = threading.Thread(
-                target=self._follow, args=(self._stop,), name=f"mesh-config registry {self._path}", daemon=True
-            )
-            self._thread.start()
+        self._poller.start()
 
     def stop(self) -> None:
         """Stop following the file; waits for the background thread to end. What was loaded stays served."""
-        with self._lock:
-            thread, self._thread = self._thread, None
-        self._stop.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
-
-    def _follow(self, stop: threading.Event) -> None:
-        while not stop.wait(self._poll_interval):
-            try:
-                self._poll()
-            except Exception:
-                _log.exception("reading the registry file %s failed", self._path)
+        self._poller.stop()
 
     def _poll(self) -> None:
         with self._scan_lock:

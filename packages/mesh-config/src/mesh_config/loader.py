@@ -12,10 +12,10 @@ from typing import Any, final
 
 import attrs
 
+from mesh_config._outcome import Outcome
 from mesh_config._yaml import parse_documents
 from mesh_config.diagnostics import Diagnostic, Position, Severity
 from mesh_config.document import DocumentResult, load_data
-from mesh_config.errors import InvalidConfigError
 from mesh_config.limits import LoadLimits
 from mesh_config.meta import Resource
 
@@ -29,7 +29,7 @@ _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 @final
 @attrs.frozen
-class LoadResult:
+class LoadResult(Outcome):
     """The outcome of a load.
 
     Attributes:
@@ -44,27 +44,6 @@ class LoadResult:
     diagnostics: tuple[Diagnostic, ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()
     documents: tuple[DocumentResult, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing is an error (warnings allowed)."""
-        return not any(d.is_error for d in self.diagnostics)
-
-    @property
-    def errors(self) -> tuple[Diagnostic, ...]:
-        """The errors."""
-        return tuple(d for d in self.diagnostics if d.is_error)
-
-    @property
-    def warnings(self) -> tuple[Diagnostic, ...]:
-        """The warnings."""
-        return tuple(d for d in self.diagnostics if not d.is_error)
-
-    def raise_for_errors(self) -> LoadResult:
-        """Raise :class:`~mesh_config.InvalidConfigError` if there is an error; return self otherwise."""
-        if not self.ok:
-            raise InvalidConfigError(self.diagnostics)
-        return self
 
     def __add__(self, other: LoadResult) -> LoadResult:
         return LoadResult(

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any, final
 
 import attrs
 
-from mesh_config._subscribers import Subscribers
 from mesh_config.diagnostics import Diagnostic, Position, Severity
 from mesh_config.document import load_object
 from mesh_config.dump import to_dict
 from mesh_config.errors import AlreadyExistsError, ConflictError, InvalidConfigError, NotFoundError, StoreError
 from mesh_config.meta import Resource
-from mesh_model import ChangeHandler, ChangeSet, ConfigKey, Subscription
+from mesh_model import ChangeHandler, ConfigKey, Subscription
+from mesh_model._subscribers import Subscribers
 
 __all__ = ["InMemoryConfigStore"]
 
 _SOURCE = "<memory>"
+_log = logging.getLogger("mesh_config.store")
 
 
 @final
@@ -47,9 +49,7 @@ class InMemoryConfigStore:
         self._lock = threading.RLock()
         self._objects: dict[ConfigKey, Resource[Any]] = {}
         self._version = 0
-        self._subscribers = Subscribers()
-        self._pending: set[ConfigKey] | None = None
-        self._depth = 0
+        self._subscribers = Subscribers(logger=_log, source="config")
         for resource in resources:
             self.create(resource)
 
@@ -72,23 +72,9 @@ class InMemoryConfigStore:
         """Call ``handler`` after every change (see :class:`~mesh_config.store.ConfigStore`)."""
         return self._subscribers.add(handler)
 
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self) -> contextlib.AbstractContextManager[None]:
         """Collect the changes made inside the block and tell subscribers once, at its end."""
-        with self._lock:
-            self._depth += 1
-            if self._pending is None:
-                self._pending = set()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._depth -= 1
-                pending = self._pending if self._depth == 0 else None
-                if self._depth == 0:
-                    self._pending = None
-            if pending:
-                self._subscribers.emit(ChangeSet(pending))
+        return self._subscribers.batch()
 
     def create(self, resource: Resource[Any]) -> Resource[Any]:
         """Add an object; returns it as stored, with resourceVersion set and generation 1.
@@ -165,11 +151,7 @@ class InMemoryConfigStore:
         return str(self._version)
 
     def _changed(self, key: ConfigKey) -> None:
-        with self._lock:
-            if self._pending is not None:
-                self._pending.add(key)
-                return
-        self._subscribers.emit(ChangeSet.of(key))
+        self._subscribers.changed((key,))
 
 
 def _validated(resource: Resource[Any]) -> Resource[Any]:

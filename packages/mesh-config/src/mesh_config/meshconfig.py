@@ -101,10 +101,10 @@ from mesh_config._mesh_proxy import (
     default_proxy_config,
 )
 from mesh_config._mesh_rules import validate_mesh_config
+from mesh_config._outcome import Outcome
 from mesh_config._structure import Problems, structure
-from mesh_config._yaml import parse_documents
+from mesh_config._yaml import YamlProblem, parse_single_document
 from mesh_config.diagnostics import Diagnostic, FieldPath, Position, Severity
-from mesh_config.errors import InvalidConfigError
 from mesh_config.limits import LoadLimits
 from mesh_config.networking.destination_rule import LocalityLoadBalancerSetting
 from mesh_config.types import Duration
@@ -224,7 +224,7 @@ def default_mesh_config() -> MeshConfig:
 
 @final
 @attrs.frozen
-class MeshConfigResult:
+class MeshConfigResult(Outcome):
     """The outcome of :func:`load_mesh_config`.
 
     Attributes:
@@ -234,27 +234,6 @@ class MeshConfigResult:
 
     config: MeshConfig | None
     diagnostics: tuple[Diagnostic, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing is an error (warnings allowed)."""
-        return not any(d.is_error for d in self.diagnostics)
-
-    @property
-    def errors(self) -> tuple[Diagnostic, ...]:
-        """The errors."""
-        return tuple(d for d in self.diagnostics if d.is_error)
-
-    @property
-    def warnings(self) -> tuple[Diagnostic, ...]:
-        """The warnings."""
-        return tuple(d for d in self.diagnostics if not d.is_error)
-
-    def raise_for_errors(self) -> MeshConfigResult:
-        """Raise :class:`~mesh_config.InvalidConfigError` if there is an error; return self otherwise."""
-        if not self.ok:
-            raise InvalidConfigError(self.diagnostics)
-        return self
 
 
 def load_mesh_config(
@@ -299,25 +278,16 @@ def _failed(source: str, message: str, position: Position | None = None) -> Mesh
 def _load_bytes(data: bytes, source: str, bounds: LoadLimits) -> MeshConfigResult:
     if len(data) > bounds.max_bytes:
         return _failed(source, f"input is {len(data)} bytes; the limit is {bounds.max_bytes}")
+    return _load_text(data, source, bounds)
+
+
+def _load_text(text: str | bytes, source: str, bounds: LoadLimits) -> MeshConfigResult:
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        return _failed(source, f"input is not UTF-8 text (byte {error.start} is invalid)")
-    return _load_text(text, source, bounds)
-
-
-def _load_text(text: str, source: str, bounds: LoadLimits) -> MeshConfigResult:
-    if len(text) > bounds.max_bytes:
-        return _failed(source, f"input is {len(text)} characters; the limit is {bounds.max_bytes}")
-    if "\x00" in text:
-        return _failed(source, "input contains NUL bytes: it is not a text file")
-    documents, problem = parse_documents(text, source, bounds)
-    if problem is not None:
+        document = parse_single_document(text, source, bounds, what="a mesh config")
+    except YamlProblem as problem:
         return _failed(source, problem.message, problem.position)
-    if len(documents) > 1:
-        return _failed(source, f"a mesh config is one YAML document, not {len(documents)}", documents[1].start)
-    data: Any = documents[0].data if documents else {}
-    locate = documents[0].position if documents else (lambda _path: Position(source))
+    data: Any = document.data if document is not None else {}
+    locate = document.position if document is not None else (lambda _path: Position(source))
     if not isinstance(data, dict):
         return _failed(source, "a mesh config must be a map of settings (trustDomain, defaultConfig, ...)", locate(()))
     problems: Problems = []

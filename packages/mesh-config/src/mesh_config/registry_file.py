@@ -40,9 +40,9 @@ from typing import Any, Final, final
 
 import attrs
 
-from mesh_config._yaml import parse_documents
+from mesh_config._outcome import Outcome
+from mesh_config._yaml import YamlProblem, parse_single_document
 from mesh_config.diagnostics import Diagnostic, FieldPath, Position, Severity, format_path
-from mesh_config.errors import InvalidConfigError
 from mesh_config.limits import LoadLimits
 from mesh_model import (
     InMemoryRegistry,
@@ -73,7 +73,7 @@ _DEFAULT_NAMESPACE: Final = "default"
 
 @final
 @attrs.frozen
-class RegistryFileResult:
+class RegistryFileResult(Outcome):
     """What a registry file holds.
 
     Attributes:
@@ -85,22 +85,6 @@ class RegistryFileResult:
     services: tuple[Service, ...] = ()
     workloads: tuple[Workload, ...] = ()
     diagnostics: tuple[Diagnostic, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing is an error."""
-        return not any(diagnostic.is_error for diagnostic in self.diagnostics)
-
-    @property
-    def errors(self) -> tuple[Diagnostic, ...]:
-        """The errors."""
-        return tuple(diagnostic for diagnostic in self.diagnostics if diagnostic.is_error)
-
-    def raise_for_errors(self) -> RegistryFileResult:
-        """Raise :class:`~mesh_config.InvalidConfigError` if there is an error; return self otherwise."""
-        if not self.ok:
-            raise InvalidConfigError(self.diagnostics)
-        return self
 
     def to_registry(self, name: str = "file") -> InMemoryRegistry:
         """A new in-memory registry holding the services and workloads."""
@@ -289,24 +273,12 @@ def load_registry_text(
         source: the name diagnostics give the text.
         limits: bounds on size, depth and alias expansion.
     """
-    bounds = limits or LoadLimits()
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as error:
-            return _failed(source, f"input is not UTF-8 text (byte {error.start} is invalid)")
-    if len(text) > bounds.max_bytes:
-        return _failed(source, f"input is {len(text)} characters; the limit is {bounds.max_bytes}")
-    if "\x00" in text:
-        return _failed(source, "input contains NUL bytes: it is not a text file")
-    documents, problem = parse_documents(text, source, bounds)
-    if problem is not None:
+    try:
+        document = parse_single_document(text, source, limits or LoadLimits(), what="a registry file")
+    except YamlProblem as problem:
         return _failed(source, problem.message, problem.position)
-    if len(documents) > 1:
-        return _failed(source, f"a registry file is one YAML document, not {len(documents)}", documents[1].start)
-    if not documents or documents[0].data is None:
+    if document is None or document.data is None:
         return RegistryFileResult()
-    document = documents[0]
     reader = _Reader(source, document.position)
     try:
         top = reader.mapping(document.data, (), _TOP_FIELDS)

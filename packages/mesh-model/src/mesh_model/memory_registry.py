@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import TypeVar, final
 
 from mesh_model._subscribers import Subscribers
-from mesh_model.config_key import ChangeSet, ConfigKey
+from mesh_model.config_key import ConfigKey
 from mesh_model.endpoint import Endpoint
 from mesh_model.errors import RegistryError
 from mesh_model.registry import ChangeHandler, Subscription, endpoints_key, service_key, workload_key
@@ -48,8 +48,6 @@ class InMemoryRegistry:
         # explicit endpoints or a workload that backs it (or backed it) changes.
         self._answers: dict[ServiceKey, dict[int, tuple[Endpoint, ...]]] = {}
         self._subscribers = Subscribers()
-        self._pending: set[ConfigKey] | None = None
-        self._depth = 0
 
     @property
     def name(self) -> str:
@@ -96,23 +94,9 @@ class InMemoryRegistry:
         """Call ``handler`` after every change (see :class:`~mesh_model.ServiceRegistry`)."""
         return self._subscribers.add(handler)
 
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self) -> contextlib.AbstractContextManager[None]:
         """Collect the changes made inside the block and tell subscribers once, at its end."""
-        with self._lock:
-            self._depth += 1
-            if self._pending is None:
-                self._pending = set()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._depth -= 1
-                pending = self._pending if self._depth == 0 else None
-                if self._depth == 0:
-                    self._pending = None
-            if pending:
-                self._subscribers.emit(ChangeSet(pending))
+        return self._subscribers.batch()
 
     def upsert_service(self, service: Service) -> None:
         """Add a service, or replace the one with the same key."""
@@ -205,11 +189,7 @@ class InMemoryRegistry:
         return {key for key, service in self._services.items() if _backs(workload, service)}
 
     def _changed(self, keys: Iterable[ConfigKey]) -> None:
-        with self._lock:
-            if self._pending is not None:
-                self._pending.update(keys)
-                return
-        self._subscribers.emit(ChangeSet(keys))
+        self._subscribers.changed(keys)
 
 
 def _discard(index: dict[_K, dict[WorkloadKey, Workload]], key: _K, workload: WorkloadKey) -> None:

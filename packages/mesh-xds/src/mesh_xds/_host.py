@@ -12,11 +12,11 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from mesh_xds._clients import Clients, StatusPredicate
-from mesh_xds._stream import Context
+from mesh_xds._stream import Context, Stream, StreamOptions
 from mesh_xds._text import describe
 from mesh_xds.errors import ServerError
 from mesh_xds.metrics import XdsMetrics
-from mesh_xds.status import StreamStatus, SyncState
+from mesh_xds.status import StreamKind, StreamStatus, SyncState
 
 _log = logging.getLogger("mesh_xds.server")
 
@@ -33,6 +33,19 @@ def _identity(data: bytes) -> bytes:
 def stream_handler(handler: Handler) -> grpc.RpcMethodHandler[bytes, bytes]:
     """A stream-stream method handler that passes request and response bytes through untouched."""
     return grpc.stream_stream_rpc_method_handler(handler, request_deserializer=_identity, response_serializer=_identity)
+
+
+def stream_service(service: str, *, sotw: str, delta: str, options: StreamOptions) -> grpc.GenericRpcHandler:
+    """The handler of an xDS service: its method ``sotw`` runs SotW streams and ``delta`` Delta ones."""
+
+    async def run_sotw(_requests: Any, context: Context) -> None:
+        await Stream(context, StreamKind.SOTW, options).run()
+
+    async def run_delta(_requests: Any, context: Context) -> None:
+        await Stream(context, StreamKind.DELTA, options).run()
+
+    handlers = {sotw: stream_handler(run_sotw), delta: stream_handler(run_delta)}
+    return grpc.method_handlers_generic_handler(service, handlers)
 
 
 class ServerBase:

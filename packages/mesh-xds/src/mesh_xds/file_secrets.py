@@ -43,7 +43,9 @@ from typing import Final, final
 
 import attrs
 
+from mesh_config._poller import Poller
 from mesh_model import Subscription
+from mesh_model._subscribers import Handlers
 from mesh_xds._text import describe
 from mesh_xds.errors import XdsError
 from mesh_xds.secret import SecretChangeHandler, TlsSecret
@@ -73,16 +75,6 @@ class _Credential:
     signature: _Signature
     secrets: Mapping[str, TlsSecret] = attrs.field(repr=False)
     problem: str = ""
-
-
-@final
-class _Registration:
-    def __init__(self, owner: DirectorySecretProvider, handler: SecretChangeHandler) -> None:
-        self._owner = owner
-        self.handler = handler
-
-    def cancel(self) -> None:
-        self._owner._unsubscribe(self)
 
 
 def _first(folder: pathlib.Path, names: tuple[str, ...]) -> pathlib.Path | None:
@@ -159,15 +151,19 @@ class DirectorySecretProvider:
         self._root = pathlib.Path(root)
         if not self._root.is_dir():
             raise XdsError(f"the credentials directory {str(root)!r} is not a directory")
-        self._poll_interval = float(poll_interval)
         self._lock = threading.Lock()
         self._scan_lock = threading.Lock()
         self._credentials: dict[str, _Credential] = {}
         self._served: dict[str, TlsSecret] = {}
-        self._handlers: list[_Registration] = []
+        self._handlers = Handlers[str](logger=_log, source="secret", describe=describe)
         self._root_missing = False
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._poller = Poller(
+            self.refresh,
+            float(poll_interval),
+            name=f"mesh-xds credentials {self._root}",
+            what=f"reading the credentials in {self._root}",
+            logger=_log,
+        )
         self.refresh()
 
     @property
@@ -184,14 +180,7 @@ class DirectorySecretProvider:
 
     def subscribe(self, handler: SecretChangeHandler) -> Subscription:
         """Call ``handler(name)`` for every secret that appears, changes or goes, until cancelled."""
-        registration = _Registration(self, handler)
-        with self._lock:
-            self._handlers.append(registration)
-        return registration
-
-    def _unsubscribe(self, registration: _Registration) -> None:
-        with self._lock:
-            self._handlers = [kept for kept in self._handlers if kept is not registration]
+        return self._handlers.add(handler)
 
     # ---------------------------------------------------------------- what is served
 
@@ -214,14 +203,8 @@ class DirectorySecretProvider:
         """Look at the files now; return the names of the secrets that changed (subscribers are told)."""
         with self._scan_lock:
             changed = self._scan()
-            with self._lock:
-                handlers = list(self._handlers)
             for name in sorted(changed):
-                for registration in handlers:
-                    try:
-                        registration.handler(name)
-                    except Exception:
-                        _log.exception("secret change handler %r failed on %s", registration.handler, describe(name))
+                self._handlers.emit(name)
             return changed
 
     def _scan(self) -> frozenset[str]:
@@ -263,29 +246,11 @@ class DirectorySecretProvider:
 
     def start(self) -> None:
         """Follow the files in a background thread (does nothing when already started)."""
-        with self._lock:
-            if self._thread is not None:
-                return
-            self._stop = threading.Event()
-            self._thread = threading.Thread(
-                target=self._follow, args=(self._stop,), name=f"mesh-xds credentials {self._root}", daemon=True
-            )
-            self._thread.start()
+        self._poller.start()
 
     def stop(self) -> None:
         """Stop following the files; waits for the background thread to end. The secrets stay served."""
-        with self._lock:
-            thread, self._thread = self._thread, None
-        self._stop.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
-
-    def _follow(self, stop: threading.Event) -> None:
-        while not stop.wait(self._poll_interval):
-            try:
-                self.refresh()
-            except Exception:
-                _log.exception("reading the credentials in %s failed", self._root)
+        self._poller.stop()
 
     def __enter__(self) -> DirectorySecretProvider:
         self.start()

@@ -24,8 +24,8 @@ import grpc
 from envoy.service.secret.v3 import sds_pb2
 
 from mesh_model import Subscription
-from mesh_xds._host import DEFAULT_MAX_REQUEST_BYTES, ServerBase, stream_handler
-from mesh_xds._stream import Context, Stream, StreamOptions
+from mesh_xds._host import DEFAULT_MAX_REQUEST_BYTES, ServerBase, stream_service
+from mesh_xds._stream import StreamOptions
 from mesh_xds._text import describe
 from mesh_xds.cache import ViewHandler
 from mesh_xds.errors import InvalidResourceError
@@ -34,7 +34,6 @@ from mesh_xds.node import NodeInfo
 from mesh_xds.resource import SECRET_TYPE, Resource
 from mesh_xds.secret import SecretProvider, secret_resource
 from mesh_xds.snapshot import Snapshot
-from mesh_xds.status import StreamKind
 
 __all__ = ["SdsServer"]
 
@@ -188,11 +187,8 @@ class SdsServer(ServerBase):
         )
 
     def _services(self, server: grpc.aio.Server) -> list[str]:
-        handlers = {
-            "StreamSecrets": stream_handler(self._stream_sotw),
-            "DeltaSecrets": stream_handler(self._stream_delta),
-        }
-        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(_SDS, handlers)])
+        handler = stream_service(_SDS, sotw="StreamSecrets", delta="DeltaSecrets", options=self._options)
+        server.add_generic_rpc_handlers([handler])
         return [_SDS]
 
     async def _started(self) -> None:
@@ -200,9 +196,3 @@ class SdsServer(ServerBase):
 
     async def _stopping(self) -> None:
         self._store.stop()
-
-    async def _stream_sotw(self, _requests: Any, context: Context) -> None:
-        await Stream(context, StreamKind.SOTW, self._options).run()
-
-    async def _stream_delta(self, _requests: Any, context: Context) -> None:
-        await Stream(context, StreamKind.DELTA, self._options).run()

@@ -21,6 +21,7 @@ from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf.message import Message
 
 from mesh_model import Subscription
+from mesh_model._subscribers import Handlers
 from mesh_xds._text import describe
 from mesh_xds.errors import InvalidResourceError
 from mesh_xds.resource import SECRET_TYPE, Resource, pack
@@ -129,16 +130,6 @@ def secret_resource(name: str, secret: SecretData | Message) -> Resource:
 
 
 @final
-class _Registration:
-    def __init__(self, owner: InMemorySecretProvider, handler: SecretChangeHandler) -> None:
-        self._owner = owner
-        self.handler = handler
-
-    def cancel(self) -> None:
-        self._owner._unsubscribe(self)
-
-
-@final
 class InMemorySecretProvider:
     """A :class:`SecretProvider` whose secrets are set by calling its methods (thread-safe).
 
@@ -152,7 +143,7 @@ class InMemorySecretProvider:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._secrets: dict[str, SecretData | Message] = {}
-        self._handlers: list[_Registration] = []
+        self._handlers = Handlers[str](logger=_log, source="secret", describe=describe)
 
     def set_secret(self, name: str, secret: SecretData | Message) -> None:
         """Add or replace a secret and tell the subscribers.
@@ -163,14 +154,14 @@ class InMemorySecretProvider:
         secret_resource(name, secret)  # refuse what could not be served, here rather than in the server
         with self._lock:
             self._secrets[name] = secret
-        self._emit(name)
+        self._handlers.emit(name)
 
     def remove_secret(self, name: str) -> bool:
         """Remove a secret and tell the subscribers; return whether it existed."""
         with self._lock:
             existed = self._secrets.pop(name, None) is not None
         if existed:
-            self._emit(name)
+            self._handlers.emit(name)
         return existed
 
     def get_secret(self, name: str) -> SecretData | Message | None:
@@ -180,20 +171,4 @@ class InMemorySecretProvider:
 
     def subscribe(self, handler: SecretChangeHandler) -> Subscription:
         """Call ``handler(name)`` after every change, until the subscription is cancelled."""
-        registration = _Registration(self, handler)
-        with self._lock:
-            self._handlers.append(registration)
-        return registration
-
-    def _unsubscribe(self, registration: _Registration) -> None:
-        with self._lock:
-            self._handlers = [kept for kept in self._handlers if kept is not registration]
-
-    def _emit(self, name: str) -> None:
-        with self._lock:
-            handlers = list(self._handlers)
-        for registration in handlers:
-            try:
-                registration.handler(name)
-            except Exception:
-                _log.exception("secret change handler %r failed on %s", registration.handler, describe(name))
+        return self._handlers.add(handler)

@@ -36,9 +36,9 @@ from envoy.service.status.v3 import csds_pb2, csds_pb2_grpc
 
 from mesh_xds import _wire
 from mesh_xds._csds import ClientStatusService
-from mesh_xds._host import DEFAULT_MAX_REQUEST_BYTES, ServerBase, stream_handler
+from mesh_xds._host import DEFAULT_MAX_REQUEST_BYTES, ServerBase, stream_service
 from mesh_xds._session import MAX_TYPES_PER_STREAM
-from mesh_xds._stream import Context, Stream, StreamOptions
+from mesh_xds._stream import StreamOptions
 from mesh_xds.cache import ConfigWatcher, ViewHandler
 from mesh_xds.metrics import XdsMetrics
 from mesh_xds.node import NodeInfo
@@ -54,7 +54,6 @@ from mesh_xds.resource import (
     VIRTUAL_HOST_TYPE,
 )
 from mesh_xds.snapshot import Snapshot
-from mesh_xds.status import StreamKind
 
 __all__ = ["XdsServer"]
 
@@ -150,19 +149,12 @@ class XdsServer(ServerBase):
         )
 
     def _services(self, server: grpc.aio.Server) -> list[str]:
-        handlers = {
-            "StreamAggregatedResources": stream_handler(self._stream_sotw),
-            "DeltaAggregatedResources": stream_handler(self._stream_delta),
-        }
-        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(_ADS, handlers)])
+        handler = stream_service(
+            _ADS, sotw="StreamAggregatedResources", delta="DeltaAggregatedResources", options=self._options
+        )
+        server.add_generic_rpc_handlers([handler])
         names = [_ADS]
         if self._csds_enabled:
             csds_pb2_grpc.add_ClientStatusDiscoveryServiceServicer_to_server(ClientStatusService(self._clients), server)
             names.append(_CSDS)
         return names
-
-    async def _stream_sotw(self, _requests: Any, context: Context) -> None:
-        await Stream(context, StreamKind.SOTW, self._options).run()
-
-    async def _stream_delta(self, _requests: Any, context: Context) -> None:
-        await Stream(context, StreamKind.DELTA, self._options).run()

@@ -35,6 +35,7 @@ from mesh_config.networking._route_checks import (
     is_authority_header,
     is_label,
 )
+from mesh_config.networking._statuses import GRPC_STATUS_NAMES, HTTP_STATUS_CODES
 from mesh_config.rules import check_port, check_regex
 from mesh_config.validation import ValidationContext
 
@@ -61,32 +62,8 @@ _RETRY_ON = frozenset(
         "unavailable",
     }
 )
-# The status codes Go's net/http names (http.StatusText): Istio accepts these in retryOn.
-_HTTP_STATUS_CODES = frozenset(
-    (100, 101, 102, 103, *range(200, 209), 226, *range(300, 306), 307, 308, *range(400, 419), *range(421, 427))
-) | {428, 429, 431, 451, *range(500, 509), 510, 511}
 _CORS_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE", "*"})
-_GRPC_STATUSES = frozenset(
-    {
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    }
-)
+_GRPC_STATUSES = frozenset(GRPC_STATUS_NAMES)
 _GO_INT = re.compile(r"[+-]?[0-9]+")
 
 
@@ -344,7 +321,7 @@ def _check_retries(ctx: ValidationContext, retries: HTTPRetry) -> None:
 
 
 def _is_status_code(text: str) -> bool:
-    return _GO_INT.fullmatch(text) is not None and int(text) in _HTTP_STATUS_CODES
+    return _GO_INT.fullmatch(text) is not None and int(text) in HTTP_STATUS_CODES
 
 
 def _check_rewrite(ctx: ValidationContext, rewrite: HTTPRewrite) -> None:

@@ -7,7 +7,6 @@ returns the Envoy message, or ``None`` when the feature produces nothing.
 
 from __future__ import annotations
 
-import http
 from typing import Any, Final
 
 from envoy.config.core.v3 import base_pb2
@@ -22,6 +21,7 @@ from envoy.type.v3 import percent_pb2
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 
 from mesh_config import Duration
+from mesh_config.networking._statuses import GRPC_STATUS_NAMES, HTTP_STATUS_CODES
 from mesh_config.networking.load_balancer import ConsistentHashLB
 from mesh_config.networking.virtual_service import (
     CorsPolicy,
@@ -60,32 +60,7 @@ _PREVIOUS_PRIORITIES: Final = "envoy.retry_priorities.previous_priorities"
 _HOST_SELECTION_ATTEMPTS: Final = 5
 _DEFAULT_ATTEMPTS: Final = 2
 
-# grpc.SupportedGRPCStatus: the gRPC status names an abort fault may use.
-_GRPC_CODES: Final = {
-    name: code
-    for code, name in enumerate(
-        (
-            "OK",
-            "CANCELLED",
-            "UNKNOWN",
-            "INVALID_ARGUMENT",
-            "DEADLINE_EXCEEDED",
-            "NOT_FOUND",
-            "ALREADY_EXISTS",
-            "PERMISSION_DENIED",
-            "RESOURCE_EXHAUSTED",
-            "FAILED_PRECONDITION",
-            "ABORTED",
-            "OUT_OF_RANGE",
-            "UNIMPLEMENTED",
-            "INTERNAL",
-            "UNAVAILABLE",
-            "DATA_LOSS",
-            "UNAUTHENTICATED",
-        )
-    )
-}
-_HTTP_STATUSES: Final = frozenset(status.value for status in http.HTTPStatus)
+_GRPC_CODES: Final = {name: code for code, name in enumerate(GRPC_STATUS_NAMES)}
 
 
 def pack(message: Any) -> Any:
@@ -150,7 +125,7 @@ def _split_retry_on(text: str) -> tuple[str, list[int]]:
         item = part.strip()
         if not item:
             continue
-        if item.isdigit() and int(item) in _HTTP_STATUSES:
+        if item.isdigit() and int(item) in HTTP_STATUS_CODES:
             codes.append(int(item))
         else:
             conditions.append(item)
