@@ -209,6 +209,7 @@ class Agent:
                 log_level=options.envoy_log_level,
                 restart_delay=options.restart_delay,
                 max_restart_delay=options.max_restart_delay,
+                extra_args=("--drain-time-s", str(options.drain_duration), "--drain-strategy", "immediate"),
             )
             self._envoy = envoy
             await envoy.start()

@@ -8,6 +8,7 @@ from pathlib import Path
 from mesh_agent.options import AgentConfigError, AgentOptions, parse_address
 from mesh_model import InvalidValueError, Labels
 from mesh_xds.bootstrap import ApiType, DiscoveryAddress, NodeIdentity
+from mesh_xds.generate.addresses import APPLICATION_ADDRESS_KEY, INBOUND_ADDRESS_KEY, OUTBOUND_ADDRESS_KEY
 
 __all__ = ["build_parser", "options_from_args"]
 
@@ -27,6 +28,12 @@ def _address(text: str) -> str:
     except AgentConfigError:
         raise argparse.ArgumentTypeError(f"{text!r} is not IP:PORT") from None
     return text
+
+
+def _seconds(text: str) -> int:
+    if not (text.isascii() and text.isdigit() and int(text) <= 86400):
+        raise argparse.ArgumentTypeError(f"{text!r} is not whole seconds from 0 to 86400")
+    return int(text)
 
 
 def _target(text: str) -> str:
@@ -86,11 +93,25 @@ def build_parser() -> argparse.ArgumentParser:
     workload.add_argument("--ip", type=_ip, default="127.0.0.1", help="the workload's address (default: %(default)s)")
     workload.add_argument("--trust-domain", default="cluster.local", help="default: %(default)s")
     workload.add_argument("--gateway", action="store_true", help="run a gateway (router) rather than a sidecar")
+    sidecar = parser.add_argument_group("sidecar addresses (node metadata; each defaults to --ip)")
+    for flag, what in (
+        ("--inbound-address", "where other sidecars reach the workload: its inbound listeners"),
+        ("--application-address", "where the application listens: the inbound clusters' endpoint"),
+        ("--outbound-address", "where the outbound listeners the application calls bind"),
+    ):
+        sidecar.add_argument(flag, type=_ip, metavar="IP", help=what)
     local = parser.add_argument_group("agent")
     local.add_argument("--admin-address", type=_address, metavar="IP:PORT", help="Envoy's admin (default: <ip>:15000)")
     local.add_argument("--status-address", type=_address, metavar="IP:PORT", help="readiness (default: <ip>:15020)")
     local.add_argument("--workdir", type=Path, metavar="DIR", help="bootstrap, SDS socket, Envoy log (default: temp)")
     local.add_argument("--sotw", action="store_true", help="state-of-the-world ADS instead of Delta")
+    local.add_argument(
+        "--drain-duration",
+        type=_seconds,
+        default=45,
+        metavar="SECONDS",
+        help="how long Envoy drains connections of replaced listeners and filter chains (default: %(default)s)",
+    )
     local.add_argument("--envoy-path", type=Path, metavar="FILE", help="the Envoy binary")
     local.add_argument("--log-level", choices=_LOG_LEVELS, default="info", help="default: %(default)s")
     return parser
@@ -103,6 +124,17 @@ def options_from_args(args: argparse.Namespace) -> AgentOptions:
         AgentConfigError: the flags do not make a usable agent.
         InvalidBootstrapError: the flags do not make a usable node identity.
     """
+    addresses = {
+        key: value
+        for key, value in (
+            (INBOUND_ADDRESS_KEY, args.inbound_address),
+            (APPLICATION_ADDRESS_KEY, args.application_address),
+            (OUTBOUND_ADDRESS_KEY, args.outbound_address),
+        )
+        if value is not None
+    }
+    if addresses and args.gateway:
+        raise AgentConfigError("--inbound-, --application- and --outbound-address are for sidecars, not --gateway")
     node = NodeIdentity(
         ip=args.ip,
         name=args.pod_name,
@@ -110,6 +142,7 @@ def options_from_args(args: argparse.Namespace) -> AgentOptions:
         labels=args.labels,
         service_account=args.service_account,
         mesh_id=args.trust_domain,
+        extra_metadata=addresses,
     )
     host, port = _host_port(args.xds_address)
     return AgentOptions(
@@ -128,4 +161,5 @@ def options_from_args(args: argparse.Namespace) -> AgentOptions:
         workdir=args.workdir,
         envoy_path=args.envoy_path,
         envoy_log_level=args.log_level,
+        drain_duration=args.drain_duration,
     )

