@@ -117,12 +117,26 @@ async def test_closing_with_requests_in_flight_is_clean(caplog):
     async with EchoApp("reviews") as echo:
         idle = await asyncio.open_connection(*echo.address)
         slow = asyncio.create_task(get(echo, "/?delay=30s"))
-        await asyncio.to_thread(_request, echo.address, "/")  # the slow request is accepted by now
+        await asyncio.to_thread(_request, echo.address, "/")  # the slow request may or may not be accepted yet
     assert await idle[0].read() == b""
     idle[1].close()
     with pytest.raises(ConnectionError):  # the slow request is dropped, not left hanging
         await slow
     assert not [record for record in caplog.records if record.levelname in {"ERROR", "CRITICAL"}]
+
+
+@pytest.mark.parametrize("turns", range(10))
+async def test_a_request_arriving_while_closing_is_dropped(turns):
+    # The app closes after a few turns of its loop: before, while or after the connection is accepted.
+    echo = EchoApp("reviews")
+    await echo.start()
+    client = socket.create_connection(echo.address, timeout=10)
+    client.sendall(b"GET /?delay=30s HTTP/1.1\r\nHost: reviews\r\n\r\n")
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    await echo.close()
+    with client, contextlib.suppress(ConnectionError):
+        assert await asyncio.to_thread(client.recv, 1024) == b""  # not an answer 30 s later
 
 
 async def test_keep_alive_serves_several_requests_on_one_connection(app):

@@ -119,6 +119,7 @@ class EchoApp:
         self._call_timeout = call_timeout
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[Any]] = set()
+        self._closing = False
         self._flaky_counts: dict[Fraction, int] = {}
 
     @property
@@ -139,11 +140,20 @@ class EchoApp:
         Raises:
             OSError: the address cannot be bound.
         """
+        self._closing = False
         self._server = await asyncio.start_server(self._serve_connection, *self._listen, limit=MAX_HEAD)
 
     async def close(self) -> None:
         """Stop listening and drop open connections, including those of requests still being answered."""
+        self._closing = True  # a connection accepted but not yet served is dropped when its task starts
         if self._server is not None:
+            # Stop accepting first and let the connections already accepted get their transports: Python 3.11's
+            # server.close() makes those fail to attach and leaves their sockets open, a client hanging.
+            loop = asyncio.get_running_loop()
+            for sock in self._server.sockets:
+                loop.remove_reader(sock.fileno())
+            for _ in range(2):
+                await asyncio.sleep(0)
             self._server.close()
         for task in list(self._connections):
             task.cancel()
@@ -161,6 +171,9 @@ class EchoApp:
     async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None  # always true in a callback of asyncio.start_server
+        if self._closing:
+            writer.close()
+            return
         self._connections.add(task)
         try:
             while (request := await read_request(reader)) is not None:
