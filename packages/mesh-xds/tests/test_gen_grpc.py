@@ -6,12 +6,8 @@ one test runs grpcio's own xDS client, in a subprocess, against an XdsServer ser
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import sys
 
-import grpc
 import pytest
 from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
@@ -36,14 +32,14 @@ from mesh_xds.generate.grpc import (
     build_grpc_resources,
     build_grpc_routes,
 )
-from mesh_xds.testing.envoy import free_loopback_address, validate_config
+from mesh_xds.testing.envoy import validate_config
+from mesh_xds.testing.proxyless import ProxylessClient, WhoamiServer
 from mesh_xds.testing.render import static_bootstrap
 
 HOST = "echo.default.svc.cluster.local"
 DEFAULT = f"outbound|8080||{HOST}"
 V1 = f"outbound|8080|v1|{HOST}"
 V2 = f"outbound|8080|v2|{HOST}"
-METHOD = "/mesh.test.Echo/Whoami"
 
 SUBSETS = """
 apiVersion: networking.istio.io/v1
@@ -353,6 +349,25 @@ spec:
     assert locality["load_balancing_weight"] == 1
 
 
+def test_endpoints_without_a_locality_still_carry_the_locality_field_grpc_requires():
+    config = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: greeter}
+spec:
+  hosts: [greeter.example.com]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 50051, name: grpc, protocol: GRPC}]
+  endpoints: [{address: 127.0.9.7}]
+"""
+    resources = build_grpc_resources(_context(config), listener_names=["greeter.example.com:50051"])
+    assignments = _by_name(m for m in resources if type(m).__name__ == "ClusterLoadAssignment")
+    (locality,) = assignments["outbound|50051||greeter.example.com"]["endpoints"]
+    assert locality["locality"] == {}  # present though empty: grpcio refuses the assignment otherwise
+    assert locality["load_balancing_weight"] == 1
+
+
 # ------------------------------------------------------------------------------------ the whole resource set
 
 
@@ -414,59 +429,15 @@ spec:
 
 # ------------------------------------------------------------------------------------- a real gRPC client
 
-# One call per line read from stdin (the line is the call's timeout); one line out per call.
-_CLIENT = """
-import sys
-import grpc
-
-channel = grpc.insecure_channel(sys.argv[1])
-whoami = channel.unary_unary(sys.argv[2])
-for line in sys.stdin:
-    try:
-        print("ok", whoami(b"", timeout=float(line), wait_for_ready=True).decode(), flush=True)
-    except grpc.RpcError as error:
-        print("error", error.code().name, (error.details() or "").replace("\\n", " "), flush=True)
-"""
-
-
-async def _backend(name: str):
-    """A gRPC server on its own loopback address whose one method answers with ``name``."""
-
-    async def whoami(_request, _context):
-        return name.encode()
-
-    handler = grpc.method_handlers_generic_handler(
-        "mesh.test.Echo", {"Whoami": grpc.unary_unary_rpc_method_handler(whoami)}
-    )
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers((handler,))
-    host = free_loopback_address(ports=())
-    port = server.add_insecure_port(f"{host}:0")
-    await server.start()
-    return server, (host, port)
-
-
-async def _call(process, timeout: float = 30.0) -> str:
-    process.stdin.write(f"{timeout}\n".encode())
-    await process.stdin.drain()
-    try:
-        line = await asyncio.wait_for(process.stdout.readline(), timeout + 30)
-    except TimeoutError:
-        process.kill()
-        pytest.fail(f"the gRPC client did not answer: {(await process.stderr.read()).decode()[-2000:]}")
-    if not line:
-        pytest.fail(f"the gRPC client exited: {(await process.stderr.read()).decode()[-2000:]}")
-    return line.decode().strip()
-
 
 async def test_a_grpc_client_follows_a_virtual_service_to_subset_v2(ads_server, cache, tmp_path):
-    servers = {version: await _backend(version) for version in ("v1", "v2")}
+    servers = {version: await WhoamiServer.start(version) for version in ("v1", "v2")}
     identity = NodeIdentity(ip="127.0.0.1", name="client-0", namespace="default")
     bootstrap = grpc_bootstrap(GrpcBootstrapOptions(node=identity, discovery=DiscoveryAddress(port=ads_server.port)))
     node = bootstrap["node"]
     ctx = _context(
         TO_V2,
-        registry=_registry({version: address for version, (_, address) in servers.items()}),
+        registry=_registry({version: server.address for version, server in servers.items()}),
         node_id=node["id"],
         metadata=node["metadata"],
     )
@@ -474,29 +445,20 @@ async def test_a_grpc_client_follows_a_virtual_service_to_subset_v2(ads_server, 
     snapshot = Snapshot.from_messages(build_grpc_resources(ctx, listener_names=["echo:8080"]))
     cache.set_snapshot(node["id"], snapshot)
     path = write_bootstrap(bootstrap, tmp_path / "grpc-bootstrap.json")
-    process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-c", _CLIENT, "xds:///echo:8080", METHOD),
-        env={**os.environ, "GRPC_XDS_BOOTSTRAP": str(path)},
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
     try:
-        answers = [await _call(process) for _ in range(4)]
-        assert answers == ["ok v2"] * 4
+        async with await ProxylessClient.start("xds:///echo:8080", path) as client:
+            answers = [await client.call() for _ in range(4)]
+            assert answers == ["ok v2"] * 4
 
-        types = (LISTENER_TYPE, ROUTE_TYPE, CLUSTER_TYPE, ENDPOINT_TYPE)
-        status = await ads_server.wait_synced(node["id"], type_urls=types, view=snapshot, timeout=30)
-        assert status.type(LISTENER_TYPE).names == ("echo:8080",)
-        assert status.type(ROUTE_TYPE).names == (DEFAULT,)
-        assert V2 in status.type(CLUSTER_TYPE).names
-        for type_url in types:
-            record = status.type(type_url)
-            assert record.state is SyncState.SYNCED, type_url
-            assert record.nacks == 0, type_url
+            types = (LISTENER_TYPE, ROUTE_TYPE, CLUSTER_TYPE, ENDPOINT_TYPE)
+            status = await ads_server.wait_synced(node["id"], type_urls=types, view=snapshot, timeout=30)
+            assert status.type(LISTENER_TYPE).names == ("echo:8080",)
+            assert status.type(ROUTE_TYPE).names == (DEFAULT,)
+            assert V2 in status.type(CLUSTER_TYPE).names
+            for type_url in types:
+                record = status.type(type_url)
+                assert record.state is SyncState.SYNCED, type_url
+                assert record.nacks == 0, type_url
     finally:
-        if process.returncode is None:
-            process.kill()
-        await process.communicate()
-        for server, _ in servers.values():
-            await server.stop(grace=None)
+        for server in servers.values():
+            await server.stop()

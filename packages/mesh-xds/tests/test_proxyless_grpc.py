@@ -6,11 +6,6 @@ grpcio reads the bootstrap when it creates its process-wide xDS client, which ev
 process shares while one is open: a subprocess per test gives each test its own client and bootstrap.
 """
 
-import asyncio
-import os
-import sys
-
-import grpc
 import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 
@@ -26,7 +21,6 @@ from mesh_xds import (
     references,
 )
 from mesh_xds.bootstrap import DiscoveryAddress, GrpcBootstrapOptions, NodeIdentity, grpc_bootstrap, write_bootstrap
-from mesh_xds.testing.envoy import free_loopback_address
 from mesh_xds.testing.grpc_resources import (
     api_listener,
     grpc_cluster,
@@ -37,86 +31,19 @@ from mesh_xds.testing.grpc_resources import (
     target_resources,
     target_snapshot,
 )
+from mesh_xds.testing.proxyless import ProxylessClient, WhoamiServer
 
 TARGET = "echo.default.svc.cluster.local:8080"
 CLUSTER = "outbound|8080||echo.default.svc.cluster.local"
-METHOD = "/mesh.test.Echo/Whoami"
 TYPES = (LISTENER_TYPE, ROUTE_TYPE, CLUSTER_TYPE, ENDPOINT_TYPE)
-
-# One call per line read from stdin (the line is the call's timeout); one line out per call.
-_CLIENT = """
-import sys
-import grpc
-
-channel = grpc.insecure_channel(sys.argv[1])
-whoami = channel.unary_unary(sys.argv[2])
-for line in sys.stdin:
-    try:
-        print("ok", whoami(b"", timeout=float(line), wait_for_ready=True).decode(), flush=True)
-    except grpc.RpcError as error:
-        print("error", error.code().name, (error.details() or "").replace("\\n", " "), flush=True)
-"""
-
-
-async def _backend(name):
-    """A gRPC server on its own loopback address whose one method answers with ``name``."""
-
-    async def whoami(_request, _context):
-        return name.encode()
-
-    handler = grpc.method_handlers_generic_handler(
-        "mesh.test.Echo", {"Whoami": grpc.unary_unary_rpc_method_handler(whoami)}
-    )
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers((handler,))
-    host = free_loopback_address(ports=())
-    port = server.add_insecure_port(f"{host}:0")
-    await server.start()
-    return server, (host, port)
-
-
-class _Client:
-    """The grpcio client subprocess, asked to make one call at a time."""
-
-    def __init__(self, process):
-        self.process = process
-
-    async def call(self, timeout=30.0):
-        """Make one call; return ``"ok <backend>"`` or ``"error <code> <details>"``."""
-        self.process.stdin.write(f"{timeout}\n".encode())
-        await self.process.stdin.drain()
-        try:
-            line = await asyncio.wait_for(self.process.stdout.readline(), timeout + 30)
-        except TimeoutError:
-            pytest.fail(f"the gRPC client did not answer in {timeout + 30}s: {await self.stderr()}")
-        if not line:
-            pytest.fail(f"the gRPC client exited with {await self.process.wait()}: {await self.stderr()}")
-        return line.decode().strip()
-
-    async def call_until(self, expected, *, timeout=30.0):
-        """Call until a call answers ``expected``; fail with the answers seen when ``timeout`` passes first."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        seen = []
-        while loop.time() < deadline:
-            answer = await self.call(max(1.0, deadline - loop.time()))
-            if answer == expected:
-                return
-            seen.append(answer)
-        pytest.fail(f"no call answered {expected!r} in {timeout}s; answers: {sorted(set(seen))}")
-
-    async def stderr(self):
-        if self.process.returncode is None:
-            self.process.kill()
-        return (await self.process.stderr.read()).decode()[-2000:]
 
 
 @pytest.fixture
 async def backends():
-    servers = [await _backend("a"), await _backend("b")]
-    yield [address for _, address in servers]
-    for server, _ in servers:
-        await server.stop(grace=None)
+    servers = [await WhoamiServer.start("a"), await WhoamiServer.start("b")]
+    yield [server.address for server in servers]
+    for server in servers:
+        await server.stop()
 
 
 @pytest.fixture
@@ -125,17 +52,8 @@ async def grpc_client(ads_server, tmp_path):
     node = NodeIdentity(ip="127.0.0.1", name="client-0", namespace="default")
     config = grpc_bootstrap(GrpcBootstrapOptions(node=node, discovery=DiscoveryAddress(port=ads_server.port)))
     path = write_bootstrap(config, tmp_path / "grpc-bootstrap.json")
-    process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-c", _CLIENT, f"xds:///{TARGET}", METHOD),
-        env={**os.environ, "GRPC_XDS_BOOTSTRAP": str(path)},
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    yield config["node"]["id"], _Client(process)
-    if process.returncode is None:
-        process.kill()
-    await process.communicate()
+    async with await ProxylessClient.start(f"xds:///{TARGET}", path) as client:
+        yield config["node"]["id"], client
 
 
 async def test_a_grpc_client_reaches_the_backend_the_snapshot_names_and_acks_every_type(

@@ -8,7 +8,8 @@ grpcio's own xDS client asks, over SotW ADS and always by name, for four kinds o
   default route (:mod:`._grpc_routes`);
 * CDS, ``outbound|<port>|<subset>|<host>``: EDS (LOGICAL_DNS for DNS ServiceEntries), ROUND_ROBIN or
   RING_HASH, one per DestinationRule subset (:mod:`._grpc_clusters`);
-* EDS, the cluster's name: the shared EDS builder's assignments, every locality weighted.
+* EDS, the cluster's name: the shared EDS builder's assignments, every locality weighted and named (an
+  endpoint without a locality gets an empty one: gRPC refuses an assignment without the field).
 
 A listener is named exactly as the client asked: ``reviews:9080``, ``reviews.default:9080``,
 ``reviews.default.svc:9080`` and ``reviews.default.svc.cluster.local:9080`` all reach the same service, the
@@ -281,9 +282,14 @@ def build_grpc_clusters(ctx: GenerationContext, names: Iterable[str] | None = No
 
 
 def _weighted(assignments: list[Any]) -> list[Any]:
-    """Give every locality holding endpoints a weight: gRPC drops a locality without one."""
+    """Give every locality holding endpoints a weight and a locality, even an empty one.
+
+    gRPC drops a locality without a weight, and refuses a whole assignment where one has no ``locality`` field
+    at all ("field not present"), as endpoints of a ServiceEntry have none.
+    """
     for assignment in assignments:
         for locality in assignment.endpoints:
+            locality.locality.SetInParent()
             if locality.lb_endpoints and not locality.load_balancing_weight.value:
                 locality.load_balancing_weight.value = 1
     return assignments
