@@ -438,6 +438,7 @@ def test_an_admin_api_of_another_proxy_or_none_at_all_exits_1(leaky_admin, capsy
         ["bootstrap"],
         ["bootstrap", "--node-id", "sidecar~127.0.0.1~reviews.default~default.svc.cluster.local", "-o", "table"],
         ["bootstrap", "--node-id", "x", "--xds-address", "unix:/tmp/xds.sock"],
+        ["bootstrap", "--node-id", "sidecar~127.0.0.1~a.default~default.svc.cluster.local", "--grpc", "--gateway"],
     ],
 )
 def test_usage_errors_exit_2(capsys, argv):
@@ -450,10 +451,14 @@ def test_usage_errors_exit_2(capsys, argv):
     [
         ("reviews", "meshctl: bootstrap: node id 'reviews' has 1 '~'-separated parts"),
         ("sidecar~127.0.0.1~reviews.BAD~x", "meshctl: bootstrap: node namespace 'BAD'"),
+        (
+            "router~127.0.0.1~ingress.istio-system~istio-system.svc.cluster.local --grpc",
+            "meshctl: bootstrap: --grpc: a gRPC client's node id is of type sidecar, not router",
+        ),
     ],
 )
 def test_a_bad_node_id_is_a_usage_error_with_a_clear_message(capsys, node_id, message):
-    assert main(["bootstrap", "--node-id", node_id]) == 2
+    assert main(["bootstrap", "--node-id", *node_id.split()]) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert err.startswith(message)
@@ -483,6 +488,19 @@ def test_bootstrap_prints_a_config_envoy_accepts(tmp_path, capsys):
     assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"  # not on a routable address
     assert "sds-grpc" in {cluster["name"] for cluster in config["static_resources"]["clusters"]}
     validate_config(config, check=True)
+
+
+def test_bootstrap_grpc_prints_what_a_proxyless_client_reads_from_grpc_xds_bootstrap(capsys):
+    client = "sidecar~127.0.10.2~greeter-client-0.shop~shop.svc.cluster.local"
+    assert main(["bootstrap", "--grpc", "--node-id", client, "--xds-address", "127.0.0.5:15010"]) == 0
+    config = json.loads(capsys.readouterr().out)
+    assert config["node"]["id"] == client
+    assert config["node"]["metadata"]["GENERATOR"] == "grpc"  # meshd answers it with gRPC's resources
+    assert config["node"]["metadata"]["NAMESPACE"] == "shop"
+    (server,) = config["xds_servers"]
+    assert server["server_uri"] == "127.0.0.5:15010"
+    assert server["channel_creds"] == [{"type": "insecure"}]
+    assert "admin" not in config
 
 
 # ------------------------------------------------------------------------------------------ a real Envoy

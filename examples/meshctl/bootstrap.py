@@ -1,10 +1,14 @@
-"""``meshctl bootstrap --node-id ID``: print the Envoy bootstrap of a sidecar or gateway.
+"""``meshctl bootstrap --node-id ID``: print the Envoy bootstrap of a sidecar or gateway, or a gRPC client's.
 
 The bootstrap is :func:`mesh_xds.bootstrap.envoy_bootstrap`'s, Istio-shaped: the node and its metadata from
 the node id (``sidecar~10.1.1.1~reviews-v1.default~default.svc.cluster.local``), interception mode ``NONE``
 (mesh's sidecars run on loopback addresses without iptables), Delta ADS to the control plane through the
 cluster ``xds-grpc``, and the admin interface, readiness and Prometheus listeners on the node's address when
 it is a loopback one (so that every simulated workload keeps the well-known ports), else on 127.0.0.1.
+
+With ``--grpc``, the bootstrap is :func:`mesh_xds.bootstrap.grpc_bootstrap`'s instead: the file a proxyless gRPC
+client names in ``GRPC_XDS_BOOTSTRAP`` before it dials ``xds:///HOST:PORT`` (SotW ADS, node metadata
+``GENERATOR=grpc``, plaintext to the control plane).
 Exit 0 when printed, 2 on a usage error (a malformed node id or option).
 """
 
@@ -19,9 +23,11 @@ from mesh_xds.bootstrap import (
     ADMIN_PORT,
     DiscoveryAddress,
     EnvoyBootstrapOptions,
+    GrpcBootstrapOptions,
     InvalidBootstrapError,
     NodeIdentity,
     envoy_bootstrap,
+    grpc_bootstrap,
 )
 from meshctl._output import add_output, emit, fail, host_port
 
@@ -31,7 +37,10 @@ def add_parser(commands: Any) -> None:
     parser = commands.add_parser(
         "bootstrap",
         help="print a proxy's Envoy bootstrap",
-        description="Print the Envoy bootstrap of a sidecar (or, with --gateway, a gateway) as Istio writes it.",
+        description=(
+            "Print the Envoy bootstrap of a sidecar (or, with --gateway, a gateway) as Istio writes it, or with"
+            " --grpc the xDS bootstrap of a proxyless gRPC client (GRPC_XDS_BOOTSTRAP)."
+        ),
     )
     parser.add_argument(
         "--node-id", required=True, metavar="ID", help="the node id: TYPE~IP~NAME.NAMESPACE~NAMESPACE.svc.cluster.local"
@@ -47,7 +56,9 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--admin-port", type=int, default=ADMIN_PORT, metavar="PORT", help="Envoy's admin port (default: %(default)s)"
     )
-    parser.add_argument("--gateway", action="store_true", help="a gateway (router) rather than a sidecar")
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument("--gateway", action="store_true", help="a gateway (router) rather than a sidecar")
+    kind.add_argument("--grpc", action="store_true", help="a proxyless gRPC client's bootstrap rather than Envoy's")
     add_output(parser, ("json", "yaml"))
     parser.set_defaults(handler=run)
 
@@ -66,6 +77,14 @@ def run(args: argparse.Namespace) -> int:
         gateway = args.gateway or proxy.type is NodeType.ROUTER
         identity = NodeIdentity.from_proxy(proxy, interception_mode=InterceptionMode.NONE)
         host, port = args.xds_address
+        if args.grpc:
+            if proxy.type is NodeType.ROUTER:
+                return fail("bootstrap: --grpc: a gRPC client's node id is of type sidecar, not router", 2)
+            emit(
+                grpc_bootstrap(GrpcBootstrapOptions(node=identity, discovery=DiscoveryAddress(host=host, port=port))),
+                args.output,
+            )
+            return 0
         options = EnvoyBootstrapOptions(
             node=identity,
             discovery=DiscoveryAddress(host=host, port=port),
