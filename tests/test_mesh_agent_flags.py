@@ -1,6 +1,8 @@
-"""mesh-agent's sidecar address and drain flags: node metadata for meshd, Envoy's drain time."""
+"""mesh-agent's sidecar address, drain and certificate flags: node metadata, Envoy's drain time, the TTL asked."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import pytest
 
@@ -33,6 +35,12 @@ def test_envoy_drains_for_istios_45_seconds_unless_told_otherwise():
     assert _options("--drain-duration", "0").drain_duration == 0
 
 
+def test_certificates_last_istios_24_hours_unless_told_otherwise():
+    assert _options().secret_ttl == timedelta(hours=24)
+    assert _options("--secret-ttl", "90s").secret_ttl == timedelta(seconds=90)
+    assert _options("--secret-ttl", "1h30m").secret_ttl == timedelta(minutes=90)  # Go's syntax, as SECRET_TTL
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
@@ -40,6 +48,9 @@ def test_envoy_drains_for_istios_45_seconds_unless_told_otherwise():
         (["--gateway", "--outbound-address", "127.0.12.1"], "are for sidecars, not --gateway"),
         (["--drain-duration", "-1"], "'-1' is not whole seconds from 0 to 86400"),
         (["--drain-duration", "1.5"], "'1.5' is not whole seconds from 0 to 86400"),
+        (["--secret-ttl", "500ms"], "'500ms' is not a duration of at least 1s"),
+        (["--secret-ttl", "soon"], "'soon' is not a duration of at least 1s"),
+        (["--secret-ttl=-1h"], "'-1h' is not a duration of at least 1s"),
     ],
 )
 def test_bad_values_are_a_usage_error_naming_them(flags, message, capsys):

@@ -174,6 +174,7 @@ class Agent:
                 server_name=options.ca_server_name,
                 renewal_address=options.ca_renewal_address,
                 renewal=options.renewal,
+                ttl=options.secret_ttl,
             )
         except CertificateClientError as error:
             raise AgentError(f"certificate client: {error}") from None

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from datetime import timedelta
 from pathlib import Path
 
 from mesh_agent.options import AgentConfigError, AgentOptions, parse_address
+from mesh_config import Duration
 from mesh_model import InvalidValueError, Labels
 from mesh_xds.bootstrap import ApiType, DiscoveryAddress, NodeIdentity
 from mesh_xds.generate.addresses import APPLICATION_ADDRESS_KEY, INBOUND_ADDRESS_KEY, OUTBOUND_ADDRESS_KEY
@@ -34,6 +36,16 @@ def _seconds(text: str) -> int:
     if not (text.isascii() and text.isdigit() and int(text) <= 86400):
         raise argparse.ArgumentTypeError(f"{text!r} is not whole seconds from 0 to 86400")
     return int(text)
+
+
+def _ttl(text: str) -> timedelta:
+    try:
+        ttl = timedelta(microseconds=Duration.parse(text).nanos // 1000)
+    except ValueError:
+        ttl = timedelta(0)
+    if ttl < timedelta(seconds=1):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration of at least 1s such as 24h, 90m or 30s")
+    return ttl
 
 
 def _target(text: str) -> str:
@@ -84,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     control.add_argument(
         "--token-file", type=Path, required=True, metavar="FILE", help="the bearer token for the first certificate"
+    )
+    control.add_argument(
+        "--secret-ttl",
+        type=_ttl,
+        default=timedelta(hours=24),
+        metavar="DURATION",
+        help="the lifetime of the workload certificate asked of the CA, renewed at about half (default: 24h)",
     )
     workload = parser.add_argument_group("workload")
     workload.add_argument("--pod-name", required=True, help="the workload instance's name")
@@ -162,4 +181,5 @@ def options_from_args(args: argparse.Namespace) -> AgentOptions:
         envoy_path=args.envoy_path,
         envoy_log_level=args.log_level,
         drain_duration=args.drain_duration,
+        secret_ttl=args.secret_ttl,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import final
 
@@ -81,6 +82,8 @@ class AgentOptions:
             connections accepted under an old config are closed at once, so a change is in force for every
             request as soon as it is applied.
         renewal: when the certificate is renewed and how failed requests are retried.
+        secret_ttl: the lifetime asked of the CA for each workload certificate (Istio's ``SECRET_TTL``, 24
+            hours); the certificate is renewed when about half of it is left. ``None`` lets the CA choose.
         restart_delay: seconds before Envoy is restarted after an unexpected exit (doubling up to
             ``max_restart_delay``).
         max_restart_delay: the longest wait between two restarts of Envoy.
@@ -105,6 +108,7 @@ class AgentOptions:
     envoy_log_level: str = "info"
     drain_duration: int = 45
     renewal: RenewalPolicy | None = None
+    secret_ttl: timedelta | None = timedelta(hours=24)
     restart_delay: float = 0.5
     max_restart_delay: float = 30.0
 
@@ -117,6 +121,9 @@ class AgentOptions:
         drain = self.drain_duration
         if isinstance(drain, bool) or not isinstance(drain, int) or not 0 <= drain <= 86400:
             raise AgentConfigError(f"drain duration must be whole seconds from 0 to 86400, not {drain!r}")
+        ttl = self.secret_ttl
+        if ttl is not None and (not isinstance(ttl, timedelta) or ttl < timedelta(seconds=1)):
+            raise AgentConfigError(f"secret TTL must be a duration of at least one second, not {ttl!r}")
         for what, value in (("admin address", self.admin_address), ("status address", self.status_address)):
             if value is not None and not isinstance(value, str):
                 raise AgentConfigError(f"{what} must be 'IP:PORT', not {value!r}")
