@@ -11,6 +11,7 @@ import json
 import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -212,6 +213,8 @@ def test_topologies_that_cannot_run_are_refused_before_anything_starts():
         ServiceSpec("a", version_calls={"v9": ()})
     with pytest.raises(HarnessError, match="must be a Topology"):
         Mesh("bookinfo")  # type: ignore[arg-type]
+    with pytest.raises(HarnessError, match="certificate_ttl must be a timedelta of at least 2 seconds"):
+        Mesh(bookinfo(), certificate_ttl=timedelta(seconds=1))
     shape = bookinfo()
     assert [(service.name, service.versions) for service in shape.services] == [
         ("productpage", ("v1",)),

@@ -70,6 +70,9 @@ class Mesh:
         start_timeout: seconds for the whole mesh to be ready and SYNCED.
         sync_timeout: seconds for a config change to be served, pushed and ACKed by every proxy.
         log_level: the agents' and Envoys' log level (``debug``, ``info``, ``warning`` or ``error``).
+        certificate_ttl: the lifetime of the workload certificates the agents ask for (``mesh-agent
+            --secret-ttl``, whole seconds, at least 2); each agent renews at about half of it. ``None`` keeps
+            the agents' default of 24 hours. A short one shows rotation under traffic.
         progress: called with a line of text at each stage of :meth:`start` and :meth:`stop`.
     """
 
@@ -82,13 +85,19 @@ class Mesh:
         start_timeout: float = 120.0,
         sync_timeout: float = 30.0,
         log_level: str = "warning",
+        certificate_ttl: timedelta | None = None,
         progress: Progress | None = None,
     ) -> None:
         if not isinstance(topology, Topology):
             raise HarnessError(f"topology must be a Topology, not {topology!r}")
         if log_level not in ("debug", "info", "warning", "error"):
             raise HarnessError(f"log_level must be debug, info, warning or error, not {log_level!r}")
+        if certificate_ttl is not None and (
+            not isinstance(certificate_ttl, timedelta) or certificate_ttl < timedelta(seconds=2)
+        ):
+            raise HarnessError(f"certificate_ttl must be a timedelta of at least 2 seconds, not {certificate_ttl!r}")
         self._topology = topology
+        self._certificate_ttl = certificate_ttl
         self._initial = None if config_dir is None else Path(config_dir)
         if self._initial is not None and not self._initial.is_dir():
             raise HarnessError(f"config_dir {str(self._initial)!r} is not a directory")
@@ -260,6 +269,8 @@ class Mesh:
             return path
 
         level = self._log_level
+        ttl = self._certificate_ttl
+        ttl_args = [] if ttl is None else ["--secret-ttl", f"{int(ttl.total_seconds())}s"]
         for workload in layout.workloads.values():
             calls = {
                 callee.name: (callee.port, callee.host)
@@ -271,7 +282,7 @@ class Mesh:
             args = _parts.sidecar_args(
                 workload, control, root_cert=root_cert, token=account, workdir=workdir, log_level=level
             )
-            await self._spawn(f"{workload.key} agent", "mesh_agent", args)
+            await self._spawn(f"{workload.key} agent", "mesh_agent", args + ttl_args)
         gateway = layout.gateway
         if gateway is not None:
             account = token(gateway.namespace, gateway.service_account)
@@ -279,7 +290,7 @@ class Mesh:
             args = _parts.gateway_args(
                 gateway, control, root_cert=root_cert, token=account, workdir=workdir, log_level=level
             )
-            await self._spawn("ingress gateway agent", "mesh_agent", args)
+            await self._spawn("ingress gateway agent", "mesh_agent", args + ttl_args)
         also = " and the ingress gateway" if gateway is not None else ""
         self._progress(f"started {len(layout.workloads)} workloads (app, agent, Envoy each){also}")
         waits = [
