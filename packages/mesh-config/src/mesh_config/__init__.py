@@ -46,6 +46,7 @@ from mesh_config.networking import (
     WorkloadEntry,
     WorkloadGroup,
 )
+from mesh_config.poller import Poller
 from mesh_config.registry_adapter import ServiceEntryRegistry
 from mesh_config.registry_file import RegistryFileResult, load_registry_file, load_registry_text
 from mesh_config.security import AuthorizationPolicy, PeerAuthentication, RequestAuthentication
@@ -83,6 +84,7 @@ __all__ = [
     "ObjectMeta",
     "PeerAuthentication",
     "PolicyTargetReference",
+    "Poller",
     "Position",
     "ProxyConfig",
     "PushContext",

@@ -13,14 +13,14 @@ from typing import Any, final
 
 import attrs
 
-from mesh_config._poller import Poller
 from mesh_config.diagnostics import Diagnostic, Position, Severity
 from mesh_config.errors import LoadError, StoreError
 from mesh_config.limits import LoadLimits
 from mesh_config.loader import config_files, load_file
 from mesh_config.meta import Resource
+from mesh_config.poller import Poller
 from mesh_model import ChangeHandler, ChangeSet, ConfigKey, Subscription
-from mesh_model._subscribers import Subscribers
+from mesh_model.subscribers import Subscribers
 
 __all__ = ["DirectoryConfigStore"]
 

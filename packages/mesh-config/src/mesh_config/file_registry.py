@@ -9,10 +9,10 @@ import threading
 from types import TracebackType
 from typing import final
 
-from mesh_config._poller import Poller
 from mesh_config.diagnostics import Diagnostic, Position, Severity
 from mesh_config.errors import LoadError, StoreError
 from mesh_config.limits import LoadLimits
+from mesh_config.poller import Poller
 from mesh_config.registry_file import RegistryFileResult, load_registry_file
 from mesh_model import ChangeHandler, Endpoint, InMemoryRegistry, Service, ServiceKey, Subscription, Workload
 

@@ -16,7 +16,7 @@ from mesh_config.dump import to_dict
 from mesh_config.errors import AlreadyExistsError, ConflictError, InvalidConfigError, NotFoundError, StoreError
 from mesh_config.meta import Resource
 from mesh_model import ChangeHandler, ConfigKey, Subscription
-from mesh_model._subscribers import Subscribers
+from mesh_model.subscribers import Subscribers
 
 __all__ = ["InMemoryConfigStore"]
 

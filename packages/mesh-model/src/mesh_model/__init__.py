@@ -2,8 +2,8 @@
 
 The vocabulary every other mesh package speaks: host names with Istio's wildcard matching, protocols,
 services and their ports, endpoints and workloads, localities, SPIFFE identities, labels and selectors,
-proxies parsed from Envoy's node id and metadata, config keys and change sets, service registries, and the
-service graph. No I/O, no protobuf, no YAML: plain values and protocols.
+proxies parsed from Envoy's node id and metadata, config keys and change sets, service registries and the
+subscriptions they notify, and the service graph. No I/O, no protobuf, no YAML: plain values and protocols.
 
 Example::
 
@@ -55,6 +55,7 @@ from mesh_model.registry import (
 )
 from mesh_model.service import MeshLocation, Resolution, Service, ServiceKey, ServicePort
 from mesh_model.spiffe import SPIFFE_SCHEME, SpiffeId
+from mesh_model.subscribers import Handlers, HandlerSubscription, Subscribers
 from mesh_model.topology import ServiceGraph
 from mesh_model.workload import Workload, WorkloadKey
 
@@ -66,6 +67,8 @@ __all__ = [
     "ChangeSet",
     "ConfigKey",
     "Endpoint",
+    "HandlerSubscription",
+    "Handlers",
     "HealthStatus",
     "Hostname",
     "InMemoryRegistry",
@@ -96,6 +99,7 @@ __all__ = [
     "ServicePort",
     "ServiceRegistry",
     "SpiffeId",
+    "Subscribers",
     "Subscription",
     "TlsMode",
     "Workload",

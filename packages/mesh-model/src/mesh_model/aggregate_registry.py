@@ -6,7 +6,6 @@ import threading
 from collections.abc import Iterable
 from typing import final
 
-from mesh_model._subscribers import Subscribers
 from mesh_model.config_key import ChangeSet
 from mesh_model.endpoint import Endpoint
 from mesh_model.errors import RegistryError
@@ -19,6 +18,7 @@ from mesh_model.registry import (
     workload_key,
 )
 from mesh_model.service import Service, ServiceKey
+from mesh_model.subscribers import Subscribers
 from mesh_model.workload import Workload, WorkloadKey
 
 __all__ = ["AggregateRegistry"]

@@ -7,12 +7,12 @@ import threading
 from collections.abc import Iterable
 from typing import TypeVar, final
 
-from mesh_model._subscribers import Subscribers
 from mesh_model.config_key import ConfigKey
 from mesh_model.endpoint import Endpoint
 from mesh_model.errors import RegistryError
 from mesh_model.registry import ChangeHandler, Subscription, endpoints_key, service_key, workload_key
 from mesh_model.service import Service, ServiceKey
+from mesh_model.subscribers import Subscribers
 from mesh_model.workload import Workload, WorkloadKey
 
 __all__ = ["InMemoryRegistry"]

@@ -43,9 +43,9 @@ from typing import Final, final
 
 import attrs
 
-from mesh_config._poller import Poller
+from mesh_config.poller import Poller
 from mesh_model import Subscription
-from mesh_model._subscribers import Handlers
+from mesh_model.subscribers import Handlers
 from mesh_xds._text import describe
 from mesh_xds.errors import XdsError
 from mesh_xds.secret import SecretChangeHandler, TlsSecret

@@ -21,7 +21,7 @@ from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf.message import Message
 
 from mesh_model import Subscription
-from mesh_model._subscribers import Handlers
+from mesh_model.subscribers import Handlers
 from mesh_xds._text import describe
 from mesh_xds.errors import InvalidResourceError
 from mesh_xds.resource import SECRET_TYPE, Resource, pack

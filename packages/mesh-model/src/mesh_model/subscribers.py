@@ -1,4 +1,24 @@
-"""Change subscriptions and batching shared by the registries, the config stores and the secret providers (private)."""
+"""Change subscriptions and batching: the building blocks of registries, config stores and secret providers.
+
+The registries of mesh_model, the config stores of mesh_config and the secret providers of mesh_xds notify
+their subscribers with these; a registry or store of your own can too::
+
+    from mesh_model import ChangeSet, Subscribers
+
+    class MyRegistry:
+        def __init__(self) -> None:
+            self._subscribers = Subscribers()
+
+        def subscribe(self, handler):
+            return self._subscribers.add(handler)  # a Subscription: .cancel() ends it
+
+        def reload(self, keys) -> None:
+            with self._subscribers.batch():  # every change of the block reaches the handlers as one ChangeSet
+                self._subscribers.changed(keys)
+
+:class:`Handlers` is the general form, for events of any type (mesh_xds's secret providers emit secret
+names with it).
+"""
 
 from __future__ import annotations
 

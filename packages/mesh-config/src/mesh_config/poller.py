@@ -1,4 +1,14 @@
-"""A background thread that calls a function at a fixed interval, for the sources that follow files (private)."""
+"""A background thread that calls a function at a fixed interval: how the sources that follow files look at them.
+
+The directory config store and the file registry of mesh_config, and mesh_xds's directory secret provider,
+poll their files with a :class:`Poller`; a source of your own can too::
+
+    log = logging.getLogger(__name__)
+    poller = Poller(source.reload, 1.0, name="my-source", what="reloading my source", logger=log)
+    poller.start()
+    ...
+    poller.stop()
+"""
 
 from __future__ import annotations
 
