@@ -114,6 +114,9 @@ class DestinationRuleIndex:
     client in namespace P calling a service of namespace S looks in P first (a rule with a workload selector
     that matches the client wins there), then in S, then in the root namespace, each time taking the rule
     whose host covers the called host most specifically and that is exported to P.
+
+    The index is immutable: answers are kept (by host, client namespace and service namespace) for clients
+    whose namespace has no rule with a workload selector, as the client's labels cannot change them.
     """
 
     def __init__(self, resources: Iterable[Resource[Any]], *, root_namespace: str = "istio-system") -> None:
@@ -134,11 +137,24 @@ class DestinationRuleIndex:
             self._rules.setdefault(namespace, []).append((merged, tuple(group)))
         for namespace, rules in self._rules.items():
             self._by_namespace[namespace] = _NamespaceRules(rules)
+        self._answers: dict[tuple[str, str, str | None], Sourced[MergedDestinationRule | None]] = {}
 
     def lookup(
         self, host: Hostname, *, client: WorkloadRef, service_namespace: str | None = None
     ) -> Sourced[MergedDestinationRule | None]:
         """The rule that applies when ``client`` calls ``host`` (a service of ``service_namespace``)."""
+        client_rules = self._by_namespace.get(client.namespace)
+        if client_rules is not None and client_rules.selecting:
+            return self._lookup(host, client, service_namespace)
+        key = (host.value, client.namespace, service_namespace)
+        found = self._answers.get(key)
+        if found is None:
+            found = self._answers.setdefault(key, self._lookup(host, client, service_namespace))
+        return found
+
+    def _lookup(
+        self, host: Hostname, client: WorkloadRef, service_namespace: str | None
+    ) -> Sourced[MergedDestinationRule | None]:
         namespaces = [client.namespace]
         for namespace in (service_namespace, self.root_namespace):
             if namespace and namespace not in namespaces:
