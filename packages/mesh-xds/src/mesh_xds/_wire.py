@@ -1,4 +1,4 @@
-"""Protobuf wire encoding of discovery responses from cached bytes (private).
+"""Protobuf wire encoding of discovery responses from cached bytes, and of messages written by hand (private).
 
 A response is the concatenation of its fields, so the serialized ``Any`` of a resource can be written into
 any number of responses without parsing or re-serializing it: the cost of a push is the cost of joining
@@ -14,12 +14,22 @@ bytes. Field numbers are those of ``envoy.service.discovery.v3``:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Final
 
-_LEN = 2  # wire type of length-delimited fields
+_VARINT: Final = 0  # wire types
+_FIXED64: Final = 1
+_LEN: Final = 2  # length-delimited fields
+_FIXED32: Final = 5
+_ONE_BYTE: Final = tuple(bytes((value,)) for value in range(0x80))
+"""The varints of 0..127, which are one byte: most lengths and tags."""
 
 
 def varint(value: int) -> bytes:
     """Encode a non-negative integer as a protobuf varint."""
+    if 0 <= value < 0x80:
+        return _ONE_BYTE[value]
+    if 0x80 <= value < 0x4000:  # two bytes: ports, and the lengths of most messages
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -118,3 +128,49 @@ def delta_resource_parts(name: str, version: str, any_size: int) -> tuple[bytes,
     name_field = text(3, name)
     body_size = len(version_field) + len(any_header) + any_size + len(name_field)
     return header(2, body_size) + version_field + any_header, name_field
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    """The varint at ``at``, and where it ends."""
+    value = 0
+    shift = 0
+    while True:
+        if at >= len(data):
+            raise ValueError("a varint runs past the end")
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+        shift += 7
+
+
+def split_fields(data: bytes) -> list[tuple[int, bytes, bytes]]:
+    """The top-level fields of a serialized message, in order: their number, whole bytes and payload.
+
+    The payload of a length-delimited field is its value without tag and length; of others, their whole bytes.
+
+    Raises:
+        ValueError: the bytes are not a message of the wire types proto3 writes.
+    """
+    out = []
+    at = 0
+    while at < len(data):
+        start = at
+        tag, at = _varint(data, at)
+        kind = tag & 0x7
+        if kind == _VARINT:
+            _, at = _varint(data, at)
+            payload_start = start
+        elif kind == _LEN:
+            size, payload_start = _varint(data, at)
+            at = payload_start + size
+        elif kind in (_FIXED64, _FIXED32):
+            at += 8 if kind == _FIXED64 else 4
+            payload_start = start
+        else:
+            raise ValueError(f"wire type {kind} at byte {start}")
+        if at > len(data):
+            raise ValueError(f"field {tag >> 3} at byte {start} runs past the end")
+        out.append((tag >> 3, data[start:at], data[payload_start:at]))
+    return out

@@ -106,6 +106,7 @@ _SHORT_NAMES: Final = {
 # Types a client names explicitly; the others take wildcard subscriptions (Istio's IsWildcardTypeURL).
 _NAMED_ONLY: Final = frozenset({ENDPOINT_TYPE, ROUTE_TYPE, SECRET_TYPE, VIRTUAL_HOST_TYPE, EXTENSION_CONFIG_TYPE})
 _ORDER: Final = {type_url: index for index, type_url in enumerate(PUSH_ORDER)}
+_ANY_PREFIXES: Final = {type_url: _wire.any_prefix(type_url) for type_url in _SHORT_NAMES}
 _MESSAGES_WITH_OTHER_NAMES: Final = {
     endpoint_pb2.ClusterLoadAssignment.DESCRIPTOR.full_name: "cluster_name",
 }
@@ -209,8 +210,8 @@ class Resource:
     references: frozenset[Reference] = attrs.field(default=frozenset(), converter=_reference_set, repr=False, eq=False)
     version: str = attrs.field(init=False)
     _sotw_header: bytes = attrs.field(init=False, repr=False, eq=False)
-    _delta_head: bytes = attrs.field(init=False, repr=False, eq=False)
-    _delta_tail: bytes = attrs.field(init=False, repr=False, eq=False)
+    _delta: tuple[bytes, bytes] | None = attrs.field(init=False, default=None, repr=False, eq=False)
+    """What goes around the Any in a delta response, worked out the first time a delta response holds it."""
 
     def __attrs_post_init__(self) -> None:
         _check_type_url(self.type_url)
@@ -218,22 +219,19 @@ class Resource:
             raise InvalidResourceError(
                 f"a {short_type(self.type_url)} resource needs a name, got {describe(self.name)}"
             )
-        if not isinstance(self.any_bytes, bytes) or not self.any_bytes.startswith(_wire.any_prefix(self.type_url)):
+        if not isinstance(self.any_bytes, bytes) or not self.any_bytes.startswith(_any_prefix(self.type_url)):
             raise InvalidResourceError(
                 f"resource {describe(self.name)}: any_bytes is not a serialized Any of {describe(self.type_url)}"
             )
         version = hashlib.blake2b(self.any_bytes, digest_size=8).hexdigest()
         object.__setattr__(self, "version", version)
         object.__setattr__(self, "_sotw_header", _wire.header(2, len(self.any_bytes)))
-        head, tail = _wire.delta_resource_parts(self.name, version, len(self.any_bytes))
-        object.__setattr__(self, "_delta_head", head)
-        object.__setattr__(self, "_delta_tail", tail)
 
     @classmethod
     def from_value(cls, type_url: str, name: str, value: bytes, references: Iterable[Reference] = ()) -> Resource:
         """A resource from the serialized message (not yet packed in an ``Any``)."""
         _check_type_url(type_url)
-        return cls(type_url, name, _wire.any_bytes(type_url, value), _reference_set(references))
+        return cls(type_url, name, _any_prefix(type_url) + _wire.field(2, value), _reference_set(references))
 
     def sotw_parts(self) -> tuple[bytes, bytes]:
         """The bytes of this resource as field ``resources`` of a ``DiscoveryResponse`` (header, Any)."""
@@ -241,7 +239,16 @@ class Resource:
 
     def delta_parts(self) -> tuple[bytes, bytes, bytes]:
         """The bytes of this resource as field ``resources`` of a ``DeltaDiscoveryResponse``."""
-        return self._delta_head, self.any_bytes, self._delta_tail
+        delta = self._delta
+        if delta is None:  # two threads may both work it out: they find the same bytes
+            delta = _wire.delta_resource_parts(self.name, self.version, len(self.any_bytes))
+            object.__setattr__(self, "_delta", delta)
+        return delta[0], self.any_bytes, delta[1]
+
+
+def _any_prefix(type_url: str) -> bytes:
+    """What a serialized ``Any`` of the type starts with: its type_url field (1), encoded once for known types."""
+    return _ANY_PREFIXES.get(type_url) or _wire.any_prefix(type_url)
 
 
 def _check_type_url(type_url: object) -> None:
@@ -306,7 +313,10 @@ _Proto = Any
 
 _HCM: Final = http_connection_manager_pb2.HttpConnectionManager
 _TCP_PROXY: Final = tcp_proxy_pb2.TcpProxy
-_TLS_CONTEXTS: Final = (tls_pb2.DownstreamTlsContext, tls_pb2.UpstreamTlsContext)
+_TLS_CONTEXTS: Final = {
+    context.DESCRIPTOR.full_name: context for context in (tls_pb2.DownstreamTlsContext, tls_pb2.UpstreamTlsContext)
+}
+"""The TLS contexts of transport sockets, by message name."""
 _AGGREGATE: Final = aggregate_pb2.ClusterConfig
 
 
@@ -375,20 +385,27 @@ def _network_filter(typed_config: _Proto) -> Iterator[Reference]:
 def _transport_socket(socket: _Proto) -> Iterator[Reference]:
     if not socket.HasField("typed_config"):
         return
-    for context_class in _TLS_CONTEXTS:
-        context = _unpacked(socket.typed_config, context_class)
-        if context is None:
-            continue
-        common = context.common_tls_context
-        configs = list(common.tls_certificate_sds_secret_configs)
-        if common.HasField("validation_context_sds_secret_config"):
-            configs.append(common.validation_context_sds_secret_config)
+    typed_config = socket.typed_config
+    context_class = _TLS_CONTEXTS.get(typed_config.type_url.rpartition("/")[2])
+    if context_class is None:
+        return
+    try:
+        context = context_class.FromString(typed_config.value)
+    except DecodeError:
+        return
+    common = context.common_tls_context
+    for config in common.tls_certificate_sds_secret_configs:
+        yield _secret(config)
+    if common.HasField("validation_context_sds_secret_config"):
+        yield _secret(common.validation_context_sds_secret_config)
+    if common.HasField("combined_validation_context"):
         combined = common.combined_validation_context
-        if common.HasField("combined_validation_context") and combined.HasField("validation_context_sds_secret_config"):
-            configs.append(combined.validation_context_sds_secret_config)
-        for config in configs:
-            via_ads = config.HasField("sds_config") and _via_ads(config.sds_config)
-            yield Reference(SECRET_TYPE, config.name, via_ads)
+        if combined.HasField("validation_context_sds_secret_config"):
+            yield _secret(combined.validation_context_sds_secret_config)
+
+
+def _secret(config: _Proto) -> Reference:
+    return Reference(SECRET_TYPE, config.name, config.HasField("sds_config") and _via_ads(config.sds_config))
 
 
 def _route_configuration(configuration: _Proto) -> Iterator[Reference]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from typing import Any, Final, final
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2, config_source_pb2, grpc_service_pb2, proxy_protocol_pb2
@@ -28,15 +28,19 @@ from google.protobuf import duration_pb2
 
 from mesh_config.networking.traffic_policy import ClientTLSMode, ClientTLSSettings, ProxyProtocolVersion
 from mesh_model import SPIFFE_SCHEME
+from mesh_xds import _wire
 from mesh_xds.generate import names
+from mesh_xds.resource import Reference, references
 
 __all__ = [
     "ALPN_H2",
     "ALPN_IN_MESH",
     "ALPN_IN_MESH_H2",
+    "IstioMutualContexts",
     "apply_proxy_protocol",
     "apply_upstream_tls",
     "expand_trust_domains",
+    "istio_mtls_sockets",
     "sds_secret_config",
 ]
 
@@ -53,6 +57,7 @@ _TLS_SOCKET = "envoy.transport_sockets.tls"
 _RAW_BUFFER_SOCKET = "envoy.transport_sockets.raw_buffer"
 _PROXY_PROTOCOL_SOCKET = "envoy.transport_sockets.upstream_proxy_protocol"
 _TLS_MODE_KEY = "tlsMode"
+_UPSTREAM_TLS_CONTEXT: Final = "type.googleapis.com/" + tls_pb2.UpstreamTlsContext.DESCRIPTOR.full_name
 _CONFIGMAP = "configmap://"
 
 
@@ -150,12 +155,37 @@ def _istio_mutual_template(*, http2: bool) -> Any:
 _ISTIO_MUTUAL: Final = {http2: _istio_mutual_template(http2=http2) for http2 in (False, True)}
 
 
-def _istio_mutual(sni: str, sans: Sequence[str], *, http2: bool) -> Any:
-    context = tls_pb2.UpstreamTlsContext()
-    context.CopyFrom(_ISTIO_MUTUAL[http2])
-    context.sni = sni
-    _san_matchers(context.common_tls_context.combined_validation_context.default_validation_context, sans)
-    return context
+@final
+class IstioMutualContexts:
+    """The Istio mTLS contexts of one proxy's clusters, whose common part the clusters of a service share.
+
+    A context is its common TLS context (field 1), serialized once per SAN list and protocol, then its SNI
+    (field 2). What a cluster's sockets refer to (the SDS secrets of the context's template: SANs and SNI refer
+    to nothing) is worked out once per protocol and socket layout.
+    """
+
+    def __init__(self) -> None:
+        self._common: dict[tuple[tuple[str, ...], bool], bytes] = {}
+        self._references: dict[tuple[bool, bool], frozenset[Reference]] = {}
+
+    def context(self, sni: str, sans: Sequence[str], *, http2: bool) -> bytes:
+        """A serialized UpstreamTlsContext of Istio mTLS."""
+        key = (tuple(sans), http2)
+        common = self._common.get(key)
+        if common is None:
+            context = tls_pb2.UpstreamTlsContext()
+            context.CopyFrom(_ISTIO_MUTUAL[http2])
+            _san_matchers(context.common_tls_context.combined_validation_context.default_validation_context, sans)
+            common = self._common[key] = context.SerializeToString(deterministic=True)
+        return common + _wire.text(2, sni)
+
+    def references(self, sockets: tuple[bytes, bytes], *, http2: bool) -> frozenset[Reference]:
+        """What a cluster's Istio mTLS sockets (see :func:`istio_mtls_sockets`) refer to: their secrets."""
+        key = (http2, bool(sockets[1]))
+        found = self._references.get(key)
+        if found is None:
+            found = self._references[key] = references(cluster_pb2.Cluster.FromString(b"".join(sockets)))
+        return found
 
 
 def _originate(
@@ -216,6 +246,79 @@ _RAW_BUFFER: Final = _socket(_RAW_BUFFER_SOCKET, raw_buffer_pb2.RawBuffer())
 """The raw buffer transport socket: built once and copied (never changed)."""
 
 
+def _plain_text_match() -> bytes:
+    cluster = cluster_pb2.Cluster()
+    disabled = cluster.transport_socket_matches.add(name="tlsMode-disabled")
+    disabled.match.SetInParent()
+    disabled.transport_socket.CopyFrom(_RAW_BUFFER)
+    data: bytes = cluster.SerializeToString(deterministic=True)
+    return data
+
+
+def _istio_match_head() -> bytes:
+    match = cluster_pb2.Cluster.TransportSocketMatch(name="tlsMode-istio")
+    match.match.fields[_TLS_MODE_KEY].string_value = "istio"
+    data: bytes = match.SerializeToString(deterministic=True)
+    return data
+
+
+_PLAIN_TEXT_MATCH: Final = _plain_text_match()
+"""Cluster.transport_socket_matches (43) of auto mTLS's plain text: ``tlsMode-disabled``, a raw buffer."""
+_ISTIO_MATCH_HEAD: Final = _istio_match_head()
+"""TransportSocketMatch ``tlsMode-istio``'s name (1) and match (2): its transport_socket (3) follows."""
+_TLS_SOCKET_NAME: Final = _wire.text(1, _TLS_SOCKET)
+"""TransportSocket.name (1) of TLS: its typed_config (3) follows."""
+_UPSTREAM_TYPE_URL: Final = _wire.text(1, _UPSTREAM_TLS_CONTEXT)
+"""Any.type_url (1) of an UpstreamTlsContext: its value (2) follows."""
+_NO_SOCKETS: Final = (b"", b"")
+
+
+def istio_mtls_sockets(
+    cluster_type: int,
+    *,
+    tls: ClientTLSSettings | None,
+    sni: str,
+    service_accounts: Sequence[str],
+    auto_mtls: bool,
+    http2: bool,
+    mesh: Any,
+    made: IstioMutualContexts,
+) -> tuple[bytes, bytes]:
+    """The transport sockets of a cluster that does not originate TLS itself, as Istio sets them.
+
+    That is a cluster whose TLS mode is unset (auto mTLS), ISTIO_MUTUAL or DISABLE (see :func:`apply_upstream_tls`).
+
+    Returns:
+        The serialized Cluster fields transport_socket (24) and transport_socket_matches (43), each possibly
+        empty (both are without Istio mTLS).
+
+    Raises:
+        ValueError: ``tls`` originates TLS (SIMPLE or MUTUAL).
+    """
+    aliases = tuple(mesh.trust_domain_aliases)
+    trust_domain = mesh.trust_domain or "cluster.local"
+    if tls is None:
+        if not auto_mtls:
+            return _NO_SOCKETS
+        sans = expand_trust_domains(service_accounts, trust_domain, aliases)
+        context = made.context(sni, sans, http2=http2)
+        detected = True
+    elif tls.mode is ClientTLSMode.ISTIO_MUTUAL:
+        sans = list(tls.subject_alt_names) or expand_trust_domains(service_accounts, trust_domain, aliases)
+        context = made.context(tls.sni or sni, sans, http2=http2)
+        detected = False
+    elif tls.mode in (ClientTLSMode.SIMPLE, ClientTLSMode.MUTUAL):
+        raise ValueError(f"{tls.mode} TLS is originated with the application's settings")
+    else:
+        return _NO_SOCKETS
+    typed_config = _UPSTREAM_TYPE_URL + _wire.field(2, context)
+    socket = _TLS_SOCKET_NAME + _wire.field(3, typed_config)
+    if detected and cluster_type != cluster_pb2.Cluster.ORIGINAL_DST:
+        istio = _ISTIO_MATCH_HEAD + _wire.field(3, socket)
+        return b"", _wire.field(43, istio) + _PLAIN_TEXT_MATCH
+    return _wire.field(24, socket), b""
+
+
 def apply_upstream_tls(
     cluster: Any,
     options: Any,
@@ -229,6 +332,7 @@ def apply_upstream_tls(
     selector_rule: bool,
     service_entry: bool,
     mesh: Any,
+    made: IstioMutualContexts | None = None,
 ) -> None:
     """Set the cluster's transport socket (or auto-mTLS socket matches) as Istio does.
 
@@ -245,44 +349,35 @@ def apply_upstream_tls(
         selector_rule: the DestinationRule has a workload selector.
         service_entry: the service comes from a ServiceEntry (its subjectAltNames verify SIMPLE/MUTUAL TLS).
         mesh: the MeshConfig (trust domain, aliases, TLS defaults).
+        made: the Istio mTLS contexts made so far for the proxy, shared by its clusters (none by default).
     """
-    aliases = tuple(mesh.trust_domain_aliases)
-    trust_domain = mesh.trust_domain or "cluster.local"
-    context: Any | None = None
-    detected = False
-    if tls is None:
-        if auto_mtls:
-            context = _istio_mutual(sni, expand_trust_domains(service_accounts, trust_domain, aliases), http2=http2)
-            detected = True
-    elif tls.mode is ClientTLSMode.ISTIO_MUTUAL:
-        sans = list(tls.subject_alt_names) or expand_trust_domains(service_accounts, trust_domain, aliases)
-        context = _istio_mutual(tls.sni or sni, sans, http2=http2)
-    elif tls.mode in (ClientTLSMode.SIMPLE, ClientTLSMode.MUTUAL):
-        privileged = tls.credential_name and not tls.credential_name.startswith(_CONFIGMAP)
-        if privileged and sidecar and not selector_rule:
-            _log.warning(
-                "cluster %s: credentialName %r is ignored for sidecars unless the DestinationRule has a "
-                "workloadSelector",
-                cluster.name,
-                tls.credential_name,
-            )
-            return
-        sans = list(tls.subject_alt_names) or (list(service_accounts) if service_entry else [])
-        context = _originate(tls, http2=http2, sans=sans, options=options, tls_defaults=mesh.tls_defaults)
-        if context is None:
-            _log.warning("cluster %s: MUTUAL TLS needs clientCertificate and privateKey; no TLS set", cluster.name)
-            return
-    if context is None:
+    if tls is None or tls.mode not in (ClientTLSMode.SIMPLE, ClientTLSMode.MUTUAL):
+        sockets = istio_mtls_sockets(
+            cluster.type,
+            tls=tls,
+            sni=sni,
+            service_accounts=service_accounts,
+            auto_mtls=auto_mtls,
+            http2=http2,
+            mesh=mesh,
+            made=IstioMutualContexts() if made is None else made,
+        )
+        cluster.MergeFromString(b"".join(sockets))
         return
-    socket = _socket(_TLS_SOCKET, context)
-    if detected and cluster.type != cluster_pb2.Cluster.ORIGINAL_DST:
-        istio = cluster.transport_socket_matches.add(name="tlsMode-istio", transport_socket=socket)
-        istio.match.fields[_TLS_MODE_KEY].string_value = "istio"
-        disabled = cluster.transport_socket_matches.add(name="tlsMode-disabled")
-        disabled.match.SetInParent()
-        disabled.transport_socket.CopyFrom(_RAW_BUFFER)
+    privileged = tls.credential_name and not tls.credential_name.startswith(_CONFIGMAP)
+    if privileged and sidecar and not selector_rule:
+        _log.warning(
+            "cluster %s: credentialName %r is ignored for sidecars unless the DestinationRule has a workloadSelector",
+            cluster.name,
+            tls.credential_name,
+        )
         return
-    cluster.transport_socket.CopyFrom(socket)
+    sans = list(tls.subject_alt_names) or (list(service_accounts) if service_entry else [])
+    originated = _originate(tls, http2=http2, sans=sans, options=options, tls_defaults=mesh.tls_defaults)
+    if originated is None:
+        _log.warning("cluster %s: MUTUAL TLS needs clientCertificate and privateKey; no TLS set", cluster.name)
+        return
+    cluster.transport_socket.CopyFrom(_socket(_TLS_SOCKET, originated))
 
 
 def apply_proxy_protocol(cluster: Any, version: ProxyProtocolVersion) -> None:

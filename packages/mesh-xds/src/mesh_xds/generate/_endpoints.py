@@ -19,7 +19,7 @@ import ipaddress
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Final, NamedTuple, final
+from typing import Any, Final, NamedTuple, TypeVar, final
 
 import attrs
 from envoy.config.core.v3 import base_pb2, health_check_pb2
@@ -31,23 +31,34 @@ from mesh_model import Endpoint, HealthStatus, Locality, ServicePort, TlsMode
 __all__ = [
     "DRAINING_LABEL",
     "PERSISTENT_SESSION_LABEL",
+    "TLS_MODE_ISTIO",
     "LocalityGroup",
     "Member",
-    "add_protos",
     "apply_locality_lb",
     "group_endpoints",
+    "grouped",
     "lb_endpoint",
+    "locality_lb_applies",
     "to_protos",
+    "workload_label",
 ]
 
+_T = TypeVar("_T")
 _MAX_UINT32: Final = 2**32 - 1
 _UNIX: Final = "unix://"
-_TLS_MODE_ISTIO: Final = TlsMode.ISTIO.value
+_ISTIO: Final = TlsMode.ISTIO
+_HEALTHY: Final = HealthStatus.HEALTHY
+TLS_MODE_ISTIO: Final = TlsMode.ISTIO.value
+"""The ``tlsMode`` of the ``envoy.transport_socket_match`` metadata of endpoints that take Istio mTLS."""
 _OCTET: Final = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4: Final = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 """The dotted quads ``ipaddress`` accepts (no leading zeros): a fast path of ``_is_ip``."""
 PERSISTENT_SESSION_LABEL: Final = "istio.io/persistent-session"
 DRAINING_LABEL: Final = "istio.io/draining"
+_CANONICAL_NAME: Final = "service.istio.io/canonical-name"
+_CANONICAL_REVISION: Final = "service.istio.io/canonical-revision"
+_KUBERNETES_NAME: Final = "app.kubernetes.io/name"
+_KUBERNETES_VERSION: Final = "app.kubernetes.io/version"
 _HEALTH = {
     HealthStatus.HEALTHY: health_check_pb2.HEALTHY,
     HealthStatus.UNHEALTHY: health_check_pb2.UNHEALTHY,
@@ -98,21 +109,19 @@ def _is_ip(address: str) -> bool:
     return True
 
 
-def _canonical(endpoint: Endpoint) -> tuple[str, str]:
-    labels = endpoint.labels
-    name = (
-        labels.get("service.istio.io/canonical-name")
-        or labels.get("app.kubernetes.io/name")
-        or labels.get("app")
-        or endpoint.workload_name
-    )
-    revision = (
-        labels.get("service.istio.io/canonical-revision")
-        or labels.get("app.kubernetes.io/version")
-        or labels.get("version")
-        or ""
-    )
-    return name, "" if revision == "latest" else revision
+def workload_label(endpoint: Endpoint) -> str:
+    """Istio's ``workload`` telemetry string of an endpoint: ``<workload>;<namespace>;<name>;<revision>;<cluster>``.
+
+    The name and revision are the canonical ones: ``service.istio.io/canonical-*`` labels, else the Kubernetes
+    recommended ``app.kubernetes.io/*`` ones, else ``app`` and ``version`` (the name falls back to the
+    workload's, and revision ``latest`` counts as none).
+    """
+    get = endpoint.labels.get  # runs for every endpoint of every cluster: the lookups are kept inline
+    name = get(_CANONICAL_NAME) or get(_KUBERNETES_NAME) or get("app") or endpoint.workload_name
+    revision = get(_CANONICAL_REVISION) or get(_KUBERNETES_VERSION) or get("version") or ""
+    if revision == "latest":
+        revision = ""
+    return f"{endpoint.workload_name};{endpoint.namespace};{name};{revision};{endpoint.cluster_id}"
 
 
 def _health(endpoint: Endpoint) -> HealthStatus:
@@ -152,10 +161,8 @@ def _fill(out: Any, member: Member) -> None:
     out.load_balancing_weight.value = endpoint.weight
     metadata = out.metadata.filter_metadata
     if member.mtls:
-        metadata["envoy.transport_socket_match"].fields["tlsMode"].string_value = _TLS_MODE_ISTIO
-    name, revision = _canonical(endpoint)
-    workload = f"{endpoint.workload_name};{endpoint.namespace};{name};{revision};{endpoint.cluster_id}"
-    metadata["istio"].fields["workload"].string_value = workload
+        metadata["envoy.transport_socket_match"].fields["tlsMode"].string_value = TLS_MODE_ISTIO
+    metadata["istio"].fields["workload"].string_value = workload_label(endpoint)
 
 
 def _included(endpoint: Endpoint, *, persistent_sessions: bool) -> bool:
@@ -163,6 +170,62 @@ def _included(endpoint: Endpoint, *, persistent_sessions: bool) -> bool:
     if health in (HealthStatus.UNHEALTHY, HealthStatus.TERMINATING):
         return False
     return health is not HealthStatus.DRAINING or persistent_sessions
+
+
+def grouped(
+    endpoints: Iterable[Endpoint],
+    port: ServicePort,
+    *,
+    subset_labels: Mapping[str, str] | None,
+    dns: bool,
+    persistent_sessions: bool,
+    mtls: Callable[[Endpoint], bool],
+    make: Callable[[Endpoint, int, bool], _T],
+) -> list[tuple[Locality, list[_T], int]]:
+    """The endpoints that serve ``port``, filtered, made into members and grouped by locality.
+
+    Args:
+        endpoints: the service port's endpoints from the registry.
+        port: the service port.
+        subset_labels: the labels a subset's endpoints carry, or None for every endpoint.
+        dns: the cluster resolves host names itself (DNS clusters keep endpoints named by host).
+        persistent_sessions: draining endpoints are kept (the service uses persistent sessions).
+        mtls: whether an endpoint takes Istio mTLS.
+        make: makes a member of an endpoint, the port it serves ``port`` on and whether it takes Istio mTLS.
+
+    Returns:
+        Each locality (sorted) with its members, in order, and the sum of their weights (at most 2^32-1).
+    """
+    groups: dict[tuple[str, str, str], tuple[Locality, list[_T], list[int]]] = {}  # by levels: cheap to hash
+    subset = tuple(subset_labels.items()) if subset_labels else ()
+    for endpoint in endpoints:  # the loop runs for every endpoint of every cluster: kept lean
+        labels = endpoint.labels
+        if (endpoint.health is not _HEALTHY or labels.get(DRAINING_LABEL)) and not _included(
+            endpoint, persistent_sessions=persistent_sessions
+        ):
+            continue
+        if subset and any(labels.get(key) != value for key, value in subset):
+            continue
+        address = endpoint.address
+        if not dns and not address.startswith(_UNIX) and not _is_ip(address):
+            continue
+        locality = endpoint.locality
+        key = (locality.region, locality.zone, locality.subzone)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = (locality, [], [])
+        istio = endpoint.tls_mode is _ISTIO and mtls(endpoint)
+        group[1].append(make(endpoint, endpoint.target_port(port), istio))
+        group[2].append(endpoint.weight)
+    ordered = sorted(groups.items(), key=lambda item: _locality_text(*item[0]))
+    return [(locality, members, min(sum(weights), _MAX_UINT32)) for _, (locality, members, weights) in ordered]
+
+
+def _locality_text(region: str, zone: str, subzone: str) -> str:
+    """``str()`` of the locality of these levels (a lower level is only set with the ones above it)."""
+    if subzone:
+        return f"{region}/{zone}/{subzone}"
+    return f"{region}/{zone}" if zone else region
 
 
 def group_endpoints(
@@ -184,25 +247,16 @@ def group_endpoints(
         persistent_sessions: draining endpoints are kept (the service uses persistent sessions).
         mtls: whether an endpoint takes Istio mTLS.
     """
-    groups: dict[Locality, LocalityGroup] = {}
-    subset = tuple(subset_labels.items()) if subset_labels else ()
-    for endpoint in endpoints:
-        if not _included(endpoint, persistent_sessions=persistent_sessions):
-            continue
-        if subset:
-            labels = endpoint.labels
-            if any(labels.get(key) != value for key, value in subset):
-                continue
-        if not dns and not endpoint.is_unix_socket and not _is_ip(endpoint.address):
-            continue
-        group = groups.get(endpoint.locality)
-        if group is None:
-            group = groups[endpoint.locality] = LocalityGroup(endpoint.locality, [])
-        group.members.append(_member(endpoint, port, mtls(endpoint)))
-    out = sorted(groups.values(), key=lambda group: str(group.locality))
-    for group in out:
-        group.weight = min(sum(member.endpoint.weight for member in group.members), _MAX_UINT32)
-    return out
+    found = grouped(
+        endpoints,
+        port,
+        subset_labels=subset_labels,
+        dns=dns,
+        persistent_sessions=persistent_sessions,
+        mtls=mtls,
+        make=Member,
+    )
+    return [LocalityGroup(locality, members, weight) for locality, members, weight in found]
 
 
 def _lb_priority(proxy: Locality, other: Locality) -> int:
@@ -290,6 +344,11 @@ def _failover_priority(
     return out
 
 
+def locality_lb_applies(setting: LocalityLoadBalancerSetting | None, *, failover: bool) -> bool:
+    """Whether :func:`apply_locality_lb` changes anything: ``distribute``, or failover (outlier detection on)."""
+    return setting is not None and (bool(setting.distribute) or failover)
+
+
 def apply_locality_lb(
     groups: list[LocalityGroup],
     setting: LocalityLoadBalancerSetting | None,
@@ -307,12 +366,10 @@ def apply_locality_lb(
         proxy_labels: the calling proxy's labels (``failoverPriority`` compares endpoints with them).
         failover: outlier detection is on (failover never happens without it, so it is not set up).
     """
-    if setting is None:
+    if setting is None or not locality_lb_applies(setting, failover=failover):
         return groups
     if setting.distribute:
         return _distribute(groups, proxy_locality, setting)
-    if not failover:
-        return groups
     if setting.failover_priority:
         if proxy_labels:
             groups = _failover_priority(groups, proxy_labels, setting.failover_priority)
@@ -332,16 +389,6 @@ def to_protos(groups: Iterable[LocalityGroup], metadata: Mapping[str, Any] | Non
         _fill_group(proto, group, template)
         out.append(proto)
     return out
-
-
-def add_protos(container: Any, groups: Iterable[LocalityGroup], metadata: Mapping[str, Any] | None = None) -> None:
-    """Add the groups as LocalityLbEndpoints to a repeated field (``ClusterLoadAssignment.endpoints``).
-
-    The same as extending ``container`` with :func:`to_protos`, without copying the messages.
-    """
-    template = _metadata(metadata)
-    for group in groups:
-        _fill_group(container.add(), group, template)
 
 
 def _metadata(values: Mapping[str, Any] | None) -> Any | None:

@@ -17,7 +17,7 @@ import attrs
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.type.matcher.v3 import metadata_pb2, regex_pb2, value_pb2
-from google.protobuf import json_format, wrappers_pb2
+from google.protobuf import wrappers_pb2
 
 from mesh_config.index import ResolvedVirtualService, resolve_gateway_name
 from mesh_config.meta import Resource
@@ -82,6 +82,7 @@ class RouteOptions:
         default_retry: the mesh's default retry policy (``None``: Istio's).
         grpc: the proxy is a proxyless gRPC client.
         tls: the listener terminates TLS (a redirect then defaults to https).
+        resolve: resolves a destination host written in a namespace (:func:`resolve_host`).
     """
 
     port: int
@@ -94,6 +95,7 @@ class RouteOptions:
     default_retry: HTTPRetry | None = None
     grpc: bool = False
     tls: bool = False
+    resolve: Callable[[str, str], Hostname | None] = lambda text, namespace: resolve_host(text, namespace)
 
 
 def requested_names(names: Iterable[str] | None, available: Iterable[str]) -> list[str]:
@@ -126,7 +128,10 @@ def build_metadata(sources: Iterable[ConfigKey]) -> Any | None:
     entries = source_metadata(sources)
     if not entries:
         return None
-    return json_format.ParseDict({"filter_metadata": entries}, base_pb2.Metadata())
+    metadata = base_pb2.Metadata()
+    for key, value in entries.items():
+        metadata.filter_metadata[key].update(value)
+    return metadata
 
 
 def destination_cluster(destination: Destination, host: Hostname | None, service: Service | None, port: int) -> str:
@@ -290,7 +295,7 @@ class _Translator:
         return route
 
     def _cluster(self, destination: Destination) -> tuple[str, Hostname | None]:
-        host = resolve_host(destination.host, self.namespace)
+        host = self.options.resolve(destination.host, self.namespace)
         service = self.options.service_for(host) if host is not None else None
         return destination_cluster(destination, host, service, self.options.port), host
 

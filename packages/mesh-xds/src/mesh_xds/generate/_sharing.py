@@ -213,6 +213,19 @@ class Interner:
                 return resource
             return found
 
+    def intern_all(self, resources: Iterable[Resource]) -> list[Resource]:
+        """The shared resources equal to ``resources``, in order (see :meth:`intern`)."""
+        out = []
+        with self._lock:
+            shared = self._resources
+            for resource in resources:
+                key = (resource.type_url, resource.name, resource.version)
+                found = shared.get(key)
+                if found is None:
+                    shared[key] = found = resource
+                out.append(found)
+        return out
+
     def pack(self, messages: Iterable[Message]) -> list[Resource]:
         """Pack messages into resources, interned."""
-        return [self.intern(pack(message)) for message in messages]
+        return self.intern_all([pack(message) for message in messages])

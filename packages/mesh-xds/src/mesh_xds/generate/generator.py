@@ -42,14 +42,14 @@ from mesh_xds._text import describe, describe_names
 from mesh_xds.errors import InconsistentSnapshotError, XdsError
 from mesh_xds.generate._local_clusters import inbound_clusters
 from mesh_xds.generate._sharing import Interner, ScopeCache, ScopeKey, scope_key
-from mesh_xds.generate.cds import build_clusters
+from mesh_xds.generate.cds import shared_cluster_resources
 from mesh_xds.generate.context import GenerationContext
-from mesh_xds.generate.eds import build_load_assignments, eds_cluster_names
+from mesh_xds.generate.eds import load_assignment_resources
 from mesh_xds.generate.gateway_lds import build_gateway_listeners
 from mesh_xds.generate.grpc import build_grpc_resources
 from mesh_xds.generate.lds import build_listeners
 from mesh_xds.generate.names import SDS_CLUSTER, XDS_CLUSTER
-from mesh_xds.generate.rds import build_routes
+from mesh_xds.generate.rds import route_resources
 from mesh_xds.resource import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
@@ -79,7 +79,6 @@ STATIC_CLUSTERS: Final = ("agent", "prometheus_stats", SDS_CLUSTER, XDS_CLUSTER)
 _SIDECAR: Final = "sidecar"
 _ROUTER: Final = "router"
 _GRPC: Final = "grpc"
-_INBOUND_PREFIX: Final = "inbound|"
 _REFRESHABLE: Final = frozenset({ENDPOINT_TYPE, SECRET_TYPE})
 _GRPC_TYPES: Final = (CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE)
 _TOLERATED: Final = frozenset({CLUSTER_TYPE, SECRET_TYPE})
@@ -92,6 +91,11 @@ _SVC: Final = ".svc."
 
 class UnsupportedProxyError(XdsError, ValueError):
     """A proxy of a kind no generator serves (ambient waypoints and ztunnels)."""
+
+
+def build_routes(ctx: GenerationContext) -> list[Resource]:
+    """The route configurations of a router or a sidecar, as resources (see :func:`.rds.route_resources`)."""
+    return route_resources(ctx)
 
 
 def proxy_kind(ctx: GenerationContext) -> str:
@@ -271,9 +275,11 @@ class ProxyGenerator:
 
     def _envoy(self, ctx: GenerationContext, key: ScopeKey, kind: str, previous: Snapshot | None) -> list[ResourceSet]:
         inputs = _cluster_inputs(ctx) if kind == _SIDECAR else None
-        shared = self._scopes.part(ctx, key, "cds", lambda: self._shared_clusters(ctx, kind), depends_on=inputs)
+        shared = self._scopes.part(ctx, key, "cds", lambda: self._shared_clusters(ctx), depends_on=inputs)
         endpoints = self._endpoints(ctx, key, shared.eds_names, inputs)
-        routes = self._scopes.part(ctx, key, "rds", lambda: self._set(ROUTE_TYPE, build_routes(ctx)))
+        routes = self._scopes.part(
+            ctx, key, "rds", lambda: ResourceSet(ROUTE_TYPE, self._interner.intern_all(build_routes(ctx)))
+        )
         if kind == _SIDECAR:
             inbound = self._interner.pack(inbound_clusters(ctx))
             clusters = _set_of(previous, CLUSTER_TYPE, [*shared.clusters, *inbound])
@@ -283,11 +289,10 @@ class ProxyGenerator:
             listeners = self._set(LISTENER_TYPE, build_gateway_listeners(ctx))
         return [clusters, endpoints, listeners, routes]
 
-    def _shared_clusters(self, ctx: GenerationContext, kind: str) -> _Shared:
-        clusters = build_clusters(ctx)
-        if kind == _SIDECAR:  # inbound clusters point at the proxy's own application address
-            clusters = [cluster for cluster in clusters if not str(cluster.name).startswith(_INBOUND_PREFIX)]
-        return _Shared(tuple(self._interner.pack(clusters)), tuple(eds_cluster_names(clusters)))
+    def _shared_clusters(self, ctx: GenerationContext) -> _Shared:
+        # A sidecar's inbound clusters point at its own application address: they are not shared.
+        clusters, eds_names = shared_cluster_resources(ctx)
+        return _Shared(tuple(self._interner.intern_all(clusters)), tuple(eds_names))
 
     def _endpoints(
         self, ctx: GenerationContext, key: ScopeKey, names: Sequence[str], inputs: tuple[object, ...] | None = None
@@ -297,7 +302,7 @@ class ProxyGenerator:
             ctx,
             key,
             ("eds", wanted),
-            lambda: self._set(ENDPOINT_TYPE, build_load_assignments(ctx, wanted)),
+            lambda: ResourceSet(ENDPOINT_TYPE, self._interner.intern_all(load_assignment_resources(ctx, wanted))),
             depends_on=inputs,
         )
 

@@ -43,8 +43,10 @@ from mesh_xds.generate._route import (
     consistent_hash_for,
     destination_cluster,
     requested_names,
+    resolve_host,
     virtual_service_routes,
 )
+from mesh_xds.generate._route_wire import DefaultRoute, route_configuration, virtual_host
 from mesh_xds.generate.context import GenerationContext
 from mesh_xds.generate.gateway_rds import build_gateway_routes
 from mesh_xds.generate.names import (
@@ -56,8 +58,10 @@ from mesh_xds.generate.names import (
     inbound_virtual_host,
     outbound_cluster,
 )
+from mesh_xds.resource import CLUSTER_TYPE, ROUTE_TYPE, Reference, pack, references
+from mesh_xds.resource import Resource as XdsResource
 
-__all__ = ["build_routes", "inbound_route_configuration", "is_http_port", "outbound_http_ports"]
+__all__ = ["build_routes", "inbound_route_configuration", "is_http_port", "outbound_http_ports", "route_resources"]
 
 _BLOCKED_STATUS: Final = 502
 _HTTP: Final = Protocol.HTTP
@@ -101,6 +105,21 @@ def build_routes(ctx: GenerationContext, names: Iterable[str] | None = None) -> 
     return [builder.route_configuration(name) for name in wanted]
 
 
+def route_resources(ctx: GenerationContext) -> list[XdsResource]:
+    """Every route configuration of :func:`build_routes` as resources, sorted by name.
+
+    The same content, written without building the messages of a sidecar's outbound configurations.
+    """
+    if ctx.is_gateway:
+        return [pack(configuration) for configuration in build_gateway_routes(ctx, None)]
+    builder = _SidecarRoutes(ctx)
+    out = []
+    for name in requested_names(None, (str(port) for port in outbound_http_ports(ctx))):
+        data, found = builder.written(int(name))
+        out.append(XdsResource.from_value(ROUTE_TYPE, name, data, found))
+    return out
+
+
 def inbound_route_configuration(port: int, *, hostname: str = "") -> Message:
     """The route configuration of a sidecar's inbound HTTP port, inline in its listener's filter chain.
 
@@ -135,12 +154,24 @@ def _route_configuration(name: str, hosts: list[Any]) -> Message:
     return configuration
 
 
+_CONFIGURATION_TAIL: Final = _route_configuration("", []).SerializeToString(deterministic=True)
+"""The fields of an outbound route configuration after its name and virtual hosts (1 and 2)."""
+_VIRTUAL_HOST_TAIL: Final = rc.VirtualHost(include_request_attempt_count=True).SerializeToString(deterministic=True)
+"""The fields of a virtual host after its name, domains and routes (1 to 3)."""
+
+
 @final
 @attrs.frozen
 class _Group:
-    """Virtual hosts to build with the same routes: a VirtualService's, or a service's default route."""
+    """Virtual hosts to build with the same routes: a VirtualService's, or a service's default route.
 
-    routes: list[Any]
+    Attributes:
+        routes: the VirtualService's routes, or None for the default route of the group's one service.
+        hosts: the VirtualService's hosts that are no service on the port.
+        services: the services whose virtual hosts take the routes.
+    """
+
+    routes: list[Any] | None
     hosts: list[str]
     services: list[Service]
 
@@ -157,13 +188,14 @@ class _SidecarRoutes:
         self.scope = ctx.push.sidecar_scope(ctx.workload).value
         self.proxy_domain = ctx.proxy.dns_domain or f"{ctx.namespace}.svc.cluster.local"
         self._resources: dict[ConfigKey, Resource[Any]] | None = None
-        # Every default route retries the same way: the policy is built once and copied into each.
-        self._default_retry_policy = features.retry_policy(self._default_retry())
+        self._hosts: dict[tuple[str, str], Hostname | None] = {}  # destination hosts resolved
+        self._default_route = self._default_route_template()
+        self._default_wire = DefaultRoute(self._default_route)
 
     def route_configuration(self, name: str) -> Message:
         if name.isdigit():
-            port = int(name)
-            return _route_configuration(name, [*self.virtual_hosts(port), self.catch_all()])
+            configuration: Message = route_pb2.RouteConfiguration.FromString(self.written(int(name))[0])
+            return configuration
         host, colon, number = name.rpartition(":")
         if colon and host and number.isdigit():
             hosts = [
@@ -175,15 +207,47 @@ class _SidecarRoutes:
                 del hosts[0].domains[:]
                 hosts[0].domains.append("*")
             return _route_configuration(name, hosts)
-        configuration: Message = route_pb2.RouteConfiguration(
-            name=name, validate_clusters=wrappers_pb2.BoolValue(value=False)
-        )
+        configuration = route_pb2.RouteConfiguration(name=name, validate_clusters=wrappers_pb2.BoolValue(value=False))
         return configuration
+
+    def written(self, port: int) -> tuple[bytes, frozenset[Reference]]:
+        """The serialized route configuration of an outbound port, and the clusters it refers to."""
+        hosts = []
+        found: set[Reference] = set()
+        routes_of: dict[int, list[bytes]] = {}  # by group: a VirtualService's routes serve all its hosts
+        for name, domains, group in self._virtual_hosts(port):
+            routes = routes_of.get(id(group))
+            if routes is None:
+                routes = routes_of[id(group)] = self._written_routes(group, port, found)
+            hosts.append(virtual_host(name, domains, routes, _VIRTUAL_HOST_TAIL))
+        catch_all = self.catch_all()
+        hosts.append(catch_all.SerializeToString(deterministic=True))
+        found.update(references(catch_all))
+        return route_configuration(str(port), hosts, _CONFIGURATION_TAIL), frozenset(found)
+
+    def _written_routes(self, group: _Group, port: int, found: set[Reference]) -> list[bytes]:
+        if group.routes is not None:
+            found.update(references(rc.VirtualHost(routes=group.routes)))
+            return [route.SerializeToString(deterministic=True) for route in group.routes]
+        service = group.services[0]
+        host = service.hostname.value
+        cluster = outbound_cluster(port, host)
+        found.add(Reference(CLUSTER_TYPE, cluster))
+        hashing = features.hash_policy(consistent_hash_for(self.ctx, service, port))
+        policy = None if hashing is None else hashing.SerializeToString(deterministic=True)
+        return [self._default_wire.route(cluster, f"{host}:{port}/*", policy)]
 
     def _resource_for(self, key: ConfigKey) -> Resource[Any] | None:
         if self._resources is None:
             self._resources = {resource.key: resource for resource in self.ctx.push.resources}
         return self._resources.get(key)
+
+    def _resolve(self, text: str, namespace: str) -> Hostname | None:
+        key = (text, namespace)
+        if key in self._hosts:
+            return self._hosts[key]
+        found = self._hosts[key] = resolve_host(text, namespace)
+        return found
 
     def _service_for(self, host: Hostname) -> Service | None:
         return self.by_host.get(host) or self.ctx.push.lookup_service(host, self.ctx.workload).value
@@ -206,18 +270,27 @@ class _SidecarRoutes:
             resource_for=self._resource_for,
             default_retry=self._default_retry(),
             grpc=self.ctx.is_grpc,
+            resolve=self._resolve,
         )
+
+    def _default_route_template(self) -> Any:
+        """What every default route has: its name, a match of every path, no timeout and Istio's retries."""
+        action = rc.RouteAction()
+        features.set_timeout(action, None, grpc=self.ctx.is_grpc)
+        retry_policy = features.retry_policy(self._default_retry())
+        if retry_policy is not None:
+            action.retry_policy.CopyFrom(retry_policy)
+        return rc.Route(name=DEFAULT_ROUTE, match=rc.RouteMatch(prefix="/"), route=action)
 
     def default_route(self, service: Service, port: int) -> Any:
         """``BuildDefaultHTTPOutboundRoute``: every path to the service's cluster, Istio's retries, no timeout."""
-        action = rc.RouteAction(cluster=outbound_cluster(port, service.hostname.value))
-        features.set_timeout(action, None, grpc=self.ctx.is_grpc)
-        if self._default_retry_policy is not None:
-            action.retry_policy.CopyFrom(self._default_retry_policy)
+        route = rc.Route()
+        route.CopyFrom(self._default_route)
+        action = route.route
+        action.cluster = outbound_cluster(port, service.hostname.value)
         hashing = features.hash_policy(consistent_hash_for(self.ctx, service, port))
         if hashing is not None:
             action.hash_policy.append(hashing)
-        route = rc.Route(name=DEFAULT_ROUTE, match=rc.RouteMatch(prefix="/"), route=action)
         route.decorator.operation = f"{service.hostname.value}:{port}/*"
         return route
 
@@ -253,12 +326,23 @@ class _SidecarRoutes:
             claimed.update(service.hostname for service in matched)
         for host in sorted(services, key=lambda name: name.value):
             if host not in claimed:
-                service = services[host]
-                groups.append(_Group([self.default_route(service, port)], [], [service]))
+                groups.append(_Group(None, [], [services[host]]))
         return groups
 
     def virtual_hosts(self, port: int) -> list[Any]:
         """The virtual hosts of a port, sorted by name, duplicate names and domains left out."""
+        return [
+            rc.VirtualHost(
+                name=name,
+                domains=domains,
+                routes=group.routes if group.routes is not None else [self.default_route(group.services[0], port)],
+                include_request_attempt_count=True,
+            )
+            for name, domains, group in self._virtual_hosts(port)
+        ]
+
+    def _virtual_hosts(self, port: int) -> list[tuple[str, list[str], _Group]]:
+        """The name, domains and group of each virtual host of a port, sorted by name."""
         groups = self.groups(port)
         known = set()
         for group in groups:
@@ -287,10 +371,8 @@ class _SidecarRoutes:
                     used.add(entry.lower())
                     kept.append(entry)
                 if kept:
-                    out.append(
-                        rc.VirtualHost(name=name, domains=kept, routes=group.routes, include_request_attempt_count=True)
-                    )
-        out.sort(key=lambda host: host.name)
+                    out.append((name, kept, group))
+        out.sort(key=lambda host: host[0])
         return out
 
     def catch_all(self) -> Any:

@@ -1,0 +1,207 @@
+"""Load assignments written straight as protobuf wire bytes (private).
+
+EDS is the bulk of a proxy's config: one ``LbEndpoint`` per endpoint of every cluster. Writing the bytes from
+the locality groups costs a fraction of building the messages and serializing them. The bytes are those
+``SerializeToString(deterministic=True)`` gives for the messages :mod:`._endpoints` builds (fields in number
+order, map entries sorted by key), so that a resource has the same content and version either way.
+
+Field numbers, from ``envoy.config.endpoint.v3``, ``envoy.config.core.v3`` and ``google.protobuf``:
+
+- ``ClusterLoadAssignment``: cluster_name 1, endpoints 2.
+- ``LocalityLbEndpoints``: locality 1, lb_endpoints 2, load_balancing_weight 3, priority 5, metadata 9.
+- ``LbEndpoint``: endpoint 1, health_status 2, metadata 3, load_balancing_weight 4.
+- ``Endpoint``: address 1. ``Address``: socket_address 1, pipe 2. ``SocketAddress``: address 2, port_value 3.
+  ``Pipe``: path 1. ``Locality``: region 1, zone 2, sub_zone 3.
+- ``Metadata``: filter_metadata 1 (``map<string, Struct>``). ``Struct``: fields 1 (``map<string, Value>``).
+  ``Value``: string_value 3. A map entry: key 1, value 2. ``UInt32Value``: value 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final, final
+
+from envoy.config.core.v3 import base_pb2, health_check_pb2
+
+from mesh_model import Endpoint, HealthStatus, Locality
+from mesh_xds._wire import varint
+from mesh_xds.generate._endpoints import DRAINING_LABEL, TLS_MODE_ISTIO, LocalityGroup, workload_label
+
+__all__ = ["ISTIO_MTLS_METADATA", "AssignmentWriter", "Written", "lb_endpoint_field", "metadata"]
+
+_UNIX: Final = "unix://"
+_UNIX_LENGTH: Final = len(_UNIX)
+_HEALTH: Final = {
+    status: b"\x10" + varint(value) if value else b""
+    for status, value in (
+        (HealthStatus.HEALTHY, health_check_pb2.HEALTHY),
+        (HealthStatus.UNHEALTHY, health_check_pb2.UNHEALTHY),
+        (HealthStatus.DRAINING, health_check_pb2.DRAINING),
+    )
+}
+"""LbEndpoint.health_status (2, an enum) of each health, as an endpoint's message has it."""
+_DRAINING: Final = _HEALTH[HealthStatus.DRAINING]
+_ISTIO_WORKLOAD: Final = b"\x0a%c\x0a\x05istio\x12%c\x0a%c\x0a\x08workload\x12%c\x1a%c%b"
+"""Metadata.filter_metadata's entry ``istio: {workload: <workload>}`` for a short workload string.
+
+The field (1) holds a map entry, key 1 ``istio`` and value 2 a Struct, whose field 1 holds the map entry of key
+1 ``workload`` and value 2 a Value, whose string_value (3) is the workload. Each length is one byte when the
+workload is shorter than ``_SHORT`` bytes: the outermost is the workload's plus 25.
+"""
+_SHORT: Final = 0x80 - 25
+"""Workload strings shorter than this fit :data:`_ISTIO_WORKLOAD`."""
+_ONE_BYTE: Final = 0x80
+"""Lengths below this are varints of one byte."""
+_SOCKET_ADDRESS: Final = b"\x0a%c\x12%c%b\x18%b"
+"""An Address whose socket_address (1) has address (2) and port_value (3), its lengths one byte."""
+_SHORT_ADDRESS: Final = 0x80 - 8
+"""Addresses shorter than this fit :data:`_SOCKET_ADDRESS` (with a port of up to 5 bytes)."""
+_LB_ENDPOINT: Final = b"\x0a%c\x0a%c%b%b\x1a%b%b\x22%c"
+"""An LbEndpoint, but for the value of its weight: endpoint (1) holding address (1) (both lengths one byte),
+health_status (2) as it is, metadata (3) and the tag and length of load_balancing_weight (4)."""
+
+
+def metadata(values: Mapping[str, Any] | None) -> bytes | None:
+    """The serialized ``Metadata`` with ``values`` as its filter metadata, or None without values."""
+    if not values:
+        return None
+    message = base_pb2.Metadata()
+    for key, value in values.items():
+        message.filter_metadata[key].update(value)
+    data: bytes = message.SerializeToString(deterministic=True)
+    return data
+
+
+_MTLS: Final = metadata({"envoy.transport_socket_match": {"tlsMode": TLS_MODE_ISTIO}})
+assert _MTLS is not None
+ISTIO_MTLS_METADATA: Final[bytes] = _MTLS
+"""Metadata.filter_metadata's entry ``envoy.transport_socket_match: {tlsMode: istio}``, as a whole field.
+
+A Metadata holding only filter_metadata is its entries one after the other (sorted by key), so this entry
+starts the metadata of an endpoint that takes Istio mTLS: it sorts before ``istio``.
+"""
+
+
+def _field(tag: bytes, data: bytes) -> bytes:
+    """A length-delimited field: its tag, the length of ``data``, then ``data``."""
+    return tag + varint(len(data)) + data
+
+
+def _address(address: str, port: int) -> bytes:
+    """The serialized ``Address`` of an endpoint: a pipe for ``unix://`` paths, else a socket address."""
+    if address.startswith(_UNIX):
+        path = address[_UNIX_LENGTH:].encode()
+        return _field(b"\x12", _field(b"\x0a", path) if path else b"")
+    text = address.encode()
+    socket = _field(b"\x12", text) if text else b""
+    if port:
+        socket += b"\x18" + varint(port)
+    return _field(b"\x0a", socket)
+
+
+def _istio_entry(workload: bytes) -> bytes:
+    """Metadata.filter_metadata's entry ``istio: {workload: <workload>}``, as a whole field."""
+    size = len(workload)
+    if size < _SHORT:
+        return _ISTIO_WORKLOAD % (size + 25, size + 16, size + 14, size + 2, size, workload)
+    struct = _field(b"\x0a", _field(b"\x0a\x08workload\x12", _field(b"\x1a", workload)))
+    return _field(b"\x0a", _field(b"\x0a\x05istio\x12", struct))
+
+
+def lb_endpoint_field(endpoint: Endpoint, port: int, mtls: bool) -> bytes:
+    """An endpoint as a LocalityLbEndpoints.lb_endpoints field (2): its tag, its length and its LbEndpoint.
+
+    Args:
+        endpoint: the endpoint.
+        port: the port it serves the cluster's service port on.
+        mtls: its metadata says ``tlsMode: istio`` (see :class:`~._endpoints.Member`).
+    """
+    text = endpoint.address
+    if port and len(text) < _SHORT_ADDRESS and not text.startswith(_UNIX):  # a socket address, lengths of one byte
+        host = text.encode()
+        port_value = varint(port)
+        address = _SOCKET_ADDRESS % (len(host) + 3 + len(port_value), len(host), host, port_value)
+    else:
+        address = _address(text, port)
+    workload = workload_label(endpoint).encode()
+    size = len(workload)
+    if size < _SHORT:
+        istio = _ISTIO_WORKLOAD % (size + 25, size + 16, size + 14, size + 2, size, workload)
+    else:
+        istio = _istio_entry(workload)
+    metadata = ISTIO_MTLS_METADATA + istio if mtls else istio
+    health = _DRAINING if endpoint.labels.get(DRAINING_LABEL) else _HEALTH[endpoint.health]
+    weight = endpoint.weight
+    weight_value = b"\x08" + varint(weight) if weight else b""
+    size = len(address)
+    if size < _ONE_BYTE - 2:
+        body = _LB_ENDPOINT % (size + 2, size, address, health, varint(len(metadata)), metadata, len(weight_value))
+    else:
+        body = (
+            _field(b"\x0a", _field(b"\x0a", address))
+            + health
+            + _field(b"\x1a", metadata)
+            + b"\x22%c" % len(weight_value)
+        )
+    body += weight_value
+    return b"\x12" + varint(len(body)) + body
+
+
+Written = tuple[Locality, Sequence[bytes], int]
+"""A locality group written: its locality, its lb_endpoints fields (:func:`lb_endpoint_field`), its weight."""
+
+
+@final
+class AssignmentWriter:
+    """Writes ClusterLoadAssignments, keeping what they share (the fields of localities) from one to the next."""
+
+    def __init__(self) -> None:
+        self._localities: dict[Locality, bytes] = {}
+
+    def cluster_load_assignment(
+        self, name: str, groups: Iterable[LocalityGroup] = (), metadata: bytes | None = None
+    ) -> bytes:
+        """The serialized ``ClusterLoadAssignment`` of a cluster and its locality groups.
+
+        Args:
+            name: the cluster name.
+            groups: the locality groups.
+            metadata: the serialized Metadata of every group, if any.
+        """
+        written = (
+            (group.locality, [lb_endpoint_field(*member) for member in group.members], group.weight, group.priority)
+            for group in groups
+        )
+        return self._assignment(name, written, metadata)
+
+    def written(self, name: str, groups: Iterable[Written], metadata: bytes | None) -> bytes:
+        """The serialized ``ClusterLoadAssignment`` of a cluster whose groups are written already (priority 0)."""
+        return self._assignment(name, ((locality, fields, weight, 0) for locality, fields, weight in groups), metadata)
+
+    def _assignment(
+        self, name: str, groups: Iterable[tuple[Locality, Sequence[bytes], int, int]], metadata: bytes | None
+    ) -> bytes:
+        text = name.encode()
+        parts = [_field(b"\x0a", text)] if text else []
+        for locality, fields, weight, priority in groups:
+            group = [self._locality(locality), *fields]
+            if fields:
+                group.append(_field(b"\x1a", b"\x08" + varint(max(weight, 1))))
+            if priority:
+                group.append(b"\x28" + varint(priority))
+            if metadata is not None:
+                group.append(_field(b"\x4a", metadata))
+            parts.append(_field(b"\x12", b"".join(group)))
+        return b"".join(parts)
+
+    def _locality(self, locality: Locality) -> bytes:
+        """LocalityLbEndpoints.locality (1) of a locality; nothing for the unknown one."""
+        found = self._localities.get(locality)
+        if found is None:
+            fields = b""
+            if not locality.is_empty:
+                for tag, level in ((b"\x0a", locality.region), (b"\x12", locality.zone), (b"\x1a", locality.subzone)):
+                    if level:
+                        fields += _field(tag, level.encode())
+            found = self._localities[locality] = _field(b"\x0a", fields) if not locality.is_empty else b""
+        return found
