@@ -1,5 +1,6 @@
-"""Repository-wide rules: module size, public API surface, package layout."""
+"""Repository-wide rules: module size, public API surface, package layout, imports between packages."""
 
+import ast
 import enum
 import importlib
 import importlib.metadata
@@ -33,6 +34,37 @@ def test_every_module_stays_under_the_size_limit():
         if (count := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
     }
     assert not too_long, f"modules over {MAX_MODULE_LINES} lines: {too_long}"
+
+
+def _imported_modules(path: pathlib.Path):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            yield node.module
+        elif isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+
+
+def _private_imports(source: pathlib.Path, packages: set[str]) -> list[str]:
+    """Imports, below ``source``, of a private module (a ``_name`` part) of one of ``packages``."""
+    return sorted(
+        f"{path.relative_to(ROOT)}: {imported}"
+        for path in source.rglob("*.py")
+        for imported in _imported_modules(path)
+        if imported.split(".")[0] in packages
+        and any(part.startswith("_") and part != "__version__" for part in imported.split(".")[1:])
+    )
+
+
+@pytest.mark.parametrize(("distribution", "module"), PACKAGES.items())
+def test_a_package_uses_only_the_public_modules_of_the_others(distribution, module):
+    # Each package is released on its own: another package's private module may change in any release.
+    found = _private_imports(ROOT / "packages" / distribution / "src", set(PACKAGES.values()) - {module})
+    assert not found, f"imports of private modules of other packages: {found}"
+
+
+def test_the_programs_use_only_the_public_modules_of_the_packages():
+    found = _private_imports(ROOT / "examples", set(PACKAGES.values()))
+    assert not found, f"imports of private modules of the packages: {found}"
 
 
 @pytest.mark.parametrize(("distribution", "module"), PACKAGES.items())

@@ -119,6 +119,7 @@ from mesh_config.networking.sidecar import (
     SidecarPort,
     validate_sidecar,
 )
+from mesh_config.networking.statuses import GRPC_STATUS_NAMES, HTTP_STATUS_CODES
 from mesh_config.networking.traffic_policy import (
     validate_client_tls,
     validate_traffic_policy,
@@ -178,6 +179,8 @@ __all__ = [
     "ENVOY_FILTER",
     "GATEWAY",
     "GATEWAY_SEMANTICS_ANNOTATION",
+    "GRPC_STATUS_NAMES",
+    "HTTP_STATUS_CODES",
     "MAGLEV_TABLE_SIZE_LIMIT",
     "PROXY_CONFIG",
     "SERVICE_ENTRY",

@@ -35,7 +35,7 @@ from mesh_config.networking._route_checks import (
     is_authority_header,
     is_label,
 )
-from mesh_config.networking._statuses import GRPC_STATUS_NAMES, HTTP_STATUS_CODES
+from mesh_config.networking.statuses import GRPC_STATUS_NAMES, HTTP_STATUS_CODES
 from mesh_config.rules import check_port, check_regex
 from mesh_config.validation import ValidationContext
 

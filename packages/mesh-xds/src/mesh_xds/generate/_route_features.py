@@ -21,8 +21,8 @@ from envoy.type.v3 import percent_pb2
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 
 from mesh_config import Duration
-from mesh_config.networking._statuses import GRPC_STATUS_NAMES, HTTP_STATUS_CODES
 from mesh_config.networking.load_balancer import ConsistentHashLB
+from mesh_config.networking.statuses import GRPC_STATUS_NAMES, HTTP_STATUS_CODES
 from mesh_config.networking.virtual_service import (
     CorsPolicy,
     HTTPFaultInjection,

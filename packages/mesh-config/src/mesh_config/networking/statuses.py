@@ -1,4 +1,7 @@
-"""The HTTP and gRPC status tables Istio checks routes against and translates them with (private)."""
+"""The HTTP and gRPC status tables Istio checks routes against and translates them with.
+
+Validation checks ``retryOn`` and fault ``grpcStatus`` against them; mesh_xds translates routes with them.
+"""
 
 from __future__ import annotations
 
