@@ -28,6 +28,7 @@ from mesh_xds.testing import AdsClient
 from mesh_xds.testing.envoy import free_loopback_address, http_get
 from meshd import Meshd, MeshdOptions, mint_token
 from meshd.__main__ import main
+from meshd.flags import build_parser, options_from_args
 from meshd.pages import redact
 from meshd.tokens import load_token_key
 
@@ -372,6 +373,9 @@ def test_meshd_token_without_a_workdir_fails(tmp_path, capsys):
         ["--config-dir", "x", "--ca-dir", "a", "--cacerts", "b"],
         ["--config-dir", "x", "--frobnicate"],
         ["--config-dir", "x", "--trust-domain", "not a domain"],
+        ["--config-dir", "x", "--poll-interval", "0"],
+        ["--config-dir", "x", "--poll-interval", "nan"],
+        ["--config-dir", "x", "--poll-interval", "soon"],
         ["token", "--namespace", "bad/namespace", "--service-account", "sa"],
         ["token", "--namespace", "default", "--service-account", "sa", "--ttl", "soon"],
     ],
@@ -379,6 +383,13 @@ def test_meshd_token_without_a_workdir_fails(tmp_path, capsys):
 def test_bad_flags_are_usage_errors(argv, capsys):
     assert main(argv) == 2
     assert "usage: meshd" in capsys.readouterr().err
+
+
+def test_meshd_looks_at_its_files_every_second_unless_told_otherwise():
+    parser = build_parser()
+    assert options_from_args(parser.parse_args(["serve", "--config-dir", "x"])).poll_interval == 1.0
+    faster = parser.parse_args(["serve", "--config-dir", "x", "--poll-interval", "0.25"])
+    assert options_from_args(faster).poll_interval == 0.25
 
 
 def test_startup_failures_exit_1_naming_what(layout, capsys):

@@ -35,6 +35,16 @@ def _address(text: str) -> str:
     return text
 
 
+def _interval(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0.05 <= seconds <= 3600:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0.05 to 3600")
+    return seconds
+
+
 def parse_ttl(text: str) -> timedelta:
     """``90``, ``90s``, ``15m``, ``1h`` or ``7d`` as a duration of at least one second.
 
@@ -62,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     sources.add_argument("--registry", type=Path, metavar="FILE", help="a YAML file of services and workloads")
     sources.add_argument("--mesh-config", type=Path, metavar="FILE", help="MeshConfig YAML (Istio's defaults)")
     sources.add_argument("--credentials-dir", type=Path, metavar="DIR", help="gateway credentials: <name>/tls.crt, ...")
+    sources.add_argument(
+        "--poll-interval",
+        type=_interval,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds between two looks at the config, the registry file and the credentials (default: 1)",
+    )
     ports = serve.add_argument_group("addresses")
     for flag, default, what in (
         ("--xds-address", DEFAULT_XDS_ADDRESS, "ADS, CSDS and gRPC health"),
@@ -123,4 +140,5 @@ def options_from_args(args: argparse.Namespace) -> MeshdOptions:
         cacerts=args.cacerts,
         trust_domain=args.trust_domain,
         credentials_dir=args.credentials_dir,
+        poll_interval=args.poll_interval,
     )
