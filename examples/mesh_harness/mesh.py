@@ -493,7 +493,7 @@ class Mesh:
             config: YAML text, or the path of a YAML file (a ``Path``).
             name: the name to replace or :meth:`remove` it by; the file's stem, else ``config-<n>``.
             wait: wait until meshd serves it and every proxy has ACKed the push and put it in force. Without,
-                only the file is written: meshd reads it within about a second (:meth:`wait_synced` alone
+                only the file is written: meshd reads it within about half a second (:meth:`wait_synced` alone
                 cannot tell whether it has).
 
         Returns:
