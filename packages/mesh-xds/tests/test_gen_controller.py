@@ -253,7 +253,7 @@ async def test_a_broken_snapshot_is_not_served_and_the_proxy_keeps_its_config(wo
     async with world.connect(_node()) as client:
         before = _counts(client)
         view = world.controller.views()[PRODUCTPAGE]
-        monkeypatch.setattr(generator, "build_routes", lambda ctx, names=None: [])
+        monkeypatch.setattr(generator, "route_resources", lambda ctx: [])
         world.store.update(_resources(CONFIG.replace("subset: v1}", "subset: v2}"))[1])
         with caplog.at_level(logging.WARNING, "mesh_xds.generate.controller"):
             await world.controller.flush()

@@ -242,7 +242,7 @@ def test_a_waypoint_is_refused_with_what_is_served(mesh):
 
 
 def test_a_snapshot_lacking_what_its_listeners_wait_for_is_refused(mesh, monkeypatch):
-    monkeypatch.setattr(generator, "build_routes", lambda ctx, names=None: [])
+    monkeypatch.setattr(generator, "route_resources", lambda ctx: [])
     with pytest.raises(InconsistentSnapshotError, match="lacks 1 resource") as raised:
         ProxyGenerator().generate(mesh.sidecar())
     (missing,) = raised.value.missing

@@ -93,11 +93,6 @@ class UnsupportedProxyError(XdsError, ValueError):
     """A proxy of a kind no generator serves (ambient waypoints and ztunnels)."""
 
 
-def build_routes(ctx: GenerationContext) -> list[Resource]:
-    """The route configurations of a router or a sidecar, as resources (see :func:`.rds.route_resources`)."""
-    return route_resources(ctx)
-
-
 def proxy_kind(ctx: GenerationContext) -> str:
     """Which builders serve the proxy of ``ctx``: ``grpc``, ``router`` or ``sidecar`` (ISTIO.md 2.1).
 
@@ -278,7 +273,7 @@ class ProxyGenerator:
         shared = self._scopes.part(ctx, key, "cds", lambda: self._shared_clusters(ctx), depends_on=inputs)
         endpoints = self._endpoints(ctx, key, shared.eds_names, inputs)
         routes = self._scopes.part(
-            ctx, key, "rds", lambda: ResourceSet(ROUTE_TYPE, self._interner.intern_all(build_routes(ctx)))
+            ctx, key, "rds", lambda: ResourceSet(ROUTE_TYPE, self._interner.intern_all(route_resources(ctx)))
         )
         if kind == _SIDECAR:
             inbound = self._interner.pack(inbound_clusters(ctx))
