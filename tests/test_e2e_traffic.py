@@ -181,26 +181,27 @@ async def test_fault_injection_delays_requests(mesh, config):
     assert elapsed >= 0.95
 
 
+def _counters(admin_url: str, text_filter: str) -> dict[str, int]:
+    """A sidecar's counters whose names contain ``text_filter``, by name (Envoy's tag markers removed)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(f"{admin_url}/stats?filter={text_filter}", timeout=10) as answer:
+        lines = answer.read().decode().splitlines()
+    found = {}
+    for line in lines:
+        name, _, value = line.partition(": ")
+        if value.isdigit():  # histograms are not counters
+            found[name.replace(";", "")] = int(value)  # Envoy marks where a tag ends in a cluster name
+    return found
+
+
 def _delays_injected(admin_url: str) -> int:
     """How many requests the client's sidecar delayed with a fault, over all its HTTP connection managers."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(f"{admin_url}/stats?filter=fault.delays_injected", timeout=10) as answer:
-        text = answer.read().decode()
-    return sum(int(line.partition(": ")[2]) for line in text.splitlines() if line.endswith(tuple("0123456789")))
+    return sum(_counters(admin_url, "fault.delays_injected").values())
 
 
 def _inbound_requests(admin_url: str, port: int) -> int:
     """How many requests a sidecar sent on to its app: its ``inbound|<port>||`` cluster's request total."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(f"{admin_url}/stats?filter=upstream_rq_total", timeout=10) as answer:
-        text = answer.read().decode()
-    wanted = f"cluster.inbound|{port}||.upstream_rq_total"
-    for line in text.splitlines():
-        name, _, value = line.partition(": ")
-        name = name.replace(";", "")  # Envoy marks where a tag ends in a cluster name
-        if name == wanted:
-            return int(value)
-    return 0
+    return _counters(admin_url, "upstream_rq_total").get(f"cluster.inbound|{port}||.upstream_rq_total", 0)
 
 
 async def _wait_for(what: str, check, timeout: float = 30.0) -> None:
