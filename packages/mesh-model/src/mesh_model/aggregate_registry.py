@@ -43,6 +43,7 @@ class AggregateRegistry:
         self._name = name
         self._lock = threading.Lock()
         self._members: list[tuple[ServiceRegistry, Subscription]] = []
+        self._registries: tuple[ServiceRegistry, ...] = ()  # the members, replaced whole under the lock
         self._subscribers = Subscribers()
         for registry in registries:
             self.add_registry(registry)
@@ -55,8 +56,7 @@ class AggregateRegistry:
     @property
     def registries(self) -> tuple[ServiceRegistry, ...]:
         """The member registries, highest precedence first."""
-        with self._lock:
-            return tuple(registry for registry, _ in self._members)
+        return self._registries  # read without the lock: it is replaced, never changed
 
     def add_registry(self, registry: ServiceRegistry, *, index: int | None = None) -> None:
         """Add a member at ``index`` in the precedence order (last when ``None``).
@@ -75,6 +75,7 @@ class AggregateRegistry:
             subscription = registry.subscribe(self._subscribers.emit)
             position = len(self._members) if index is None else index
             self._members.insert(position, (registry, subscription))
+            self._registries = tuple(member for member, _ in self._members)
         self._subscribers.emit(_everything(registry))
 
     def remove_registry(self, registry: ServiceRegistry) -> bool:
@@ -84,6 +85,7 @@ class AggregateRegistry:
             if position is None:
                 return False
             _, subscription = self._members.pop(position)
+            self._registries = tuple(member for member, _ in self._members)
         subscription.cancel()
         self._subscribers.emit(_everything(registry))
         return True
@@ -106,10 +108,12 @@ class AggregateRegistry:
 
     def endpoints(self, key: ServiceKey, port: int) -> tuple[Endpoint, ...]:
         """The endpoints of the service's port from every registry that defines the service, in order."""
-        found: list[Endpoint] = []
-        for registry in self.registries:
-            found.extend(registry.endpoints(key, port))
-        return tuple(found)
+        found: tuple[Endpoint, ...] = ()
+        for registry in self.registries:  # mostly one registry has the service: its tuple is the answer
+            answer = tuple(registry.endpoints(key, port))
+            if answer:
+                found = found + answer if found else answer
+        return found
 
     def workloads(self) -> tuple[Workload, ...]:
         """Every workload, the first registry's where several hold it, sorted by key."""

@@ -95,7 +95,7 @@ def _check_dns_name(text: str, original: str) -> None:
 
 
 @final
-@attrs.frozen(order=False, repr=False)
+@attrs.frozen(order=False, repr=False, cache_hash=True)
 class Hostname:
     """A host name, IP address or host wildcard, normalised and validated.
 

@@ -88,7 +88,7 @@ class ServicePort:
 
 
 @final
-@attrs.frozen(order=True)
+@attrs.frozen(order=True, cache_hash=True)
 class ServiceKey:
     """What identifies a service in a registry: its namespace and host name.
 
@@ -148,6 +148,8 @@ class Service:
     service_accounts: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
     selector: LabelSelector | None = attrs.field(default=None, converter=to_selector)
     origin: ConfigKey | None = None
+    _key: ServiceKey = attrs.field(init=False, eq=False, repr=False)
+    """The registry key, made once: generators ask for it for every cluster and load assignment."""
 
     def __attrs_post_init__(self) -> None:
         where = f"service {self.hostname}"
@@ -172,11 +174,12 @@ class Service:
         for entry in self.export_to:
             if entry not in ("*", ".", "~"):
                 check_namespace(f"{where}: exportTo entry", entry)
+        object.__setattr__(self, "_key", ServiceKey(self.namespace, self.hostname))
 
     @property
     def key(self) -> ServiceKey:
         """The service's registry key."""
-        return ServiceKey(self.namespace, self.hostname)
+        return self._key
 
     def port(self, port: int | str) -> ServicePort | None:
         """The port with this number (an int) or name (a str), or ``None``."""

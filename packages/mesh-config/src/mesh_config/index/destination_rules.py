@@ -57,6 +57,7 @@ def _merge(resources: list[Resource[Any]]) -> Any:
 
 
 _Rule = tuple[MergedDestinationRule, tuple[Resource[Any], ...]]
+_NO_RULE: Sourced[MergedDestinationRule | None] = Sourced(None)
 
 
 @final
@@ -66,10 +67,10 @@ class _Rules:
     __slots__ = ("exact", "wildcards")
 
     def __init__(self, rules: Iterable[_Rule]) -> None:
-        self.exact: dict[Hostname, list[_Rule]] = {}
+        self.exact: dict[str, list[_Rule]] = {}  # by the host's name: a string hashes faster than a Hostname
         self.wildcards: list[_Rule] = []
         for rule in rules:
-            self.exact.setdefault(rule[0].host, []).append(rule)
+            self.exact.setdefault(rule[0].host.value, []).append(rule)
             if rule[0].host.is_wildcard:
                 self.wildcards.append(rule)
 
@@ -93,9 +94,9 @@ def _most_specific(host: Hostname, rules: _Rules, eligible: Callable[[_Rule], bo
 
     A rule for ``host`` itself is the most specific; otherwise only wildcard hosts can cover it.
     """
-    same = next((rule for rule in rules.exact.get(host, ()) if eligible(rule)), None)
-    if same is not None:
-        return same
+    for rule in rules.exact.get(host.value, ()):
+        if eligible(rule):
+            return rule
     best: _Rule | None = None
     for rule in rules.wildcards:
         candidate = rule[0].host
@@ -138,6 +139,14 @@ class DestinationRuleIndex:
         for namespace, rules in self._rules.items():
             self._by_namespace[namespace] = _NamespaceRules(rules)
         self._answers: dict[tuple[str, str, str | None], Sourced[MergedDestinationRule | None]] = {}
+        self._sourced: dict[
+            int, Sourced[MergedDestinationRule | None]
+        ] = {  # each rule as an answer, by the merged rule's id (the index holds every rule)
+            id(merged): Sourced(merged, tuple(resource.key for resource in group))
+            for rules in self._rules.values()
+            for merged, group in rules
+        }
+        self._exported: dict[tuple[int, str], bool] = {}  # by the id of a rule's first resource and a namespace
 
     def lookup(
         self, host: Hostname, *, client: WorkloadRef, service_namespace: str | None = None
@@ -162,9 +171,8 @@ class DestinationRuleIndex:
         for namespace in namespaces:
             found = self._best(namespace, host, client, local=namespace == client.namespace)
             if found is not None:
-                merged, group = found
-                return Sourced(merged, tuple(resource.key for resource in group))
-        return Sourced(None)
+                return self._sourced[id(found[0])]
+        return _NO_RULE
 
     def _best(self, namespace: str, host: Hostname, client: WorkloadRef, *, local: bool) -> _Rule | None:
         rules = self._by_namespace.get(namespace)
@@ -177,7 +185,14 @@ class DestinationRuleIndex:
             )
             if found is not None:
                 return found
-        return _most_specific(host, rules.plain, lambda rule: _exported_to(rule[1][0], client.namespace))
+        return _most_specific(host, rules.plain, lambda rule: self._exported_to(rule[1][0], client.namespace))
+
+    def _exported_to(self, resource: Resource[Any], namespace: str) -> bool:
+        key = (id(resource), namespace)
+        found = self._exported.get(key)
+        if found is None:
+            found = self._exported[key] = _exported_to(resource, namespace)
+        return found
 
     def all_rules(self) -> tuple[MergedDestinationRule, ...]:
         """Every merged rule, by namespace then host."""
