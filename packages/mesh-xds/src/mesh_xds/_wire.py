@@ -38,8 +38,14 @@ def varint(value: int) -> bytes:
     return bytes(out)
 
 
+SHORT_HEADERS: Final = tuple(tuple(bytes(((number << 3) | _LEN, size)) for size in range(0x80)) for number in range(16))
+"""The tag and length of fields 1 to 15 (``SHORT_HEADERS[field][size]``) of fewer than 128 bytes: two bytes."""
+
+
 def header(field: int, size: int) -> bytes:
     """The tag and length that precede a length-delimited field of ``size`` bytes."""
+    if 0 < field < 16 and 0 <= size < 0x80:  # most fields: taken from the table
+        return SHORT_HEADERS[field][size]
     return varint((field << 3) | _LEN) + varint(size)
 
 

@@ -214,7 +214,8 @@ class Resource:
     """What goes around the Any in a delta response, worked out the first time a delta response holds it."""
 
     def __attrs_post_init__(self) -> None:
-        _check_type_url(self.type_url)
+        if type(self.type_url) is not str or self.type_url not in _ANY_PREFIXES:  # known types are valid
+            _check_type_url(self.type_url)
         if not isinstance(self.name, str) or not self.name:
             raise InvalidResourceError(
                 f"a {short_type(self.type_url)} resource needs a name, got {describe(self.name)}"
@@ -231,7 +232,7 @@ class Resource:
     def from_value(cls, type_url: str, name: str, value: bytes, references: Iterable[Reference] = ()) -> Resource:
         """A resource from the serialized message (not yet packed in an ``Any``)."""
         _check_type_url(type_url)
-        return cls(type_url, name, _any_prefix(type_url) + _wire.field(2, value), _reference_set(references))
+        return cls(type_url, name, _any_prefix(type_url) + _wire.field(2, value), references)
 
     def sotw_parts(self) -> tuple[bytes, bytes]:
         """The bytes of this resource as field ``resources`` of a ``DiscoveryResponse`` (header, Any)."""

@@ -32,8 +32,10 @@ def domain_with_port(host: str, port: int) -> str:
 def with_port(hosts: Iterable[str], port: int) -> list[str]:
     """Each host, then the same host with ``:port``."""
     out: list[str] = []
-    for host in hosts:
-        out += [domain(host), domain_with_port(host, port)]
+    suffix = f":{port}"
+    for host in hosts:  # the hosts of every virtual host: ``domain`` kept inline
+        bracketed = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        out += (bracketed, bracketed + suffix)
     return out
 
 

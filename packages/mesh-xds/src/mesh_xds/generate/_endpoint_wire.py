@@ -52,13 +52,20 @@ _SHORT: Final = 0x80 - 25
 """Workload strings shorter than this fit :data:`_ISTIO_WORKLOAD`."""
 _ONE_BYTE: Final = 0x80
 """Lengths below this are varints of one byte."""
-_SOCKET_ADDRESS: Final = b"\x0a%c\x12%c%b\x18%b"
-"""An Address whose socket_address (1) has address (2) and port_value (3), its lengths one byte."""
-_SHORT_ADDRESS: Final = 0x80 - 8
-"""Addresses shorter than this fit :data:`_SOCKET_ADDRESS` (with a port of up to 5 bytes)."""
-_LB_ENDPOINT: Final = b"\x0a%c\x0a%c%b%b\x1a%b%b\x22%c"
-"""An LbEndpoint, but for the value of its weight: endpoint (1) holding address (1) (both lengths one byte),
-health_status (2) as it is, metadata (3) and the tag and length of load_balancing_weight (4)."""
+_LB_ENDPOINT_FIELD: Final = (
+    b"\x12%b\x0a%c\x0a%c\x0a%c\x12%c%b\x18%b%b\x1a%b%b"
+    b"\x0a%c\x0a\x05istio\x12%c\x0a%c\x0a\x08workload\x12%c\x1a%c%b\x22%c%b"
+)
+"""A LocalityLbEndpoints.lb_endpoints field (2), its lengths of one byte but its own and its metadata's (given
+as varints): the LbEndpoint's endpoint (1)
+holding its address (1) whose socket_address (1) has address (2) and port_value (3); its health_status (2) as
+it is; its metadata (3), the mTLS entry as it is then :data:`_ISTIO_WORKLOAD`'s entry; and the tag, length and
+value of its load_balancing_weight (4)."""
+_TWO_BYTES: Final = 0x4000
+"""Numbers below this are varints of at most two bytes."""
+_ONE_BYTE_VARINTS: Final = tuple(bytes((value,)) for value in range(0x80))
+_WEIGHTS: Final = tuple(b"\x08" + bytes((value,)) for value in range(0x80))
+"""A UInt32Value's value field (1) for the values of one byte."""
 
 
 def metadata(values: Mapping[str, Any] | None) -> bytes | None:
@@ -85,6 +92,11 @@ starts the metadata of an endpoint that takes Istio mTLS: it sorts before ``isti
 def _field(tag: bytes, data: bytes) -> bytes:
     """A length-delimited field: its tag, the length of ``data``, then ``data``."""
     return tag + varint(len(data)) + data
+
+
+def _two_bytes(value: int) -> bytes:
+    """The varint of a number from 128 to 16383."""
+    return bytes(((value & 0x7F) | 0x80, value >> 7))
 
 
 def _address(address: str, port: int) -> bytes:
@@ -116,35 +128,54 @@ def lb_endpoint_field(endpoint: Endpoint, port: int, mtls: bool) -> bytes:
         port: the port it serves the cluster's service port on.
         mtls: its metadata says ``tlsMode: istio`` (see :class:`~._endpoints.Member`).
     """
+    # Written for every endpoint of every cluster: the common case (a socket address and every length of one
+    # byte) is one formatting of :data:`_LB_ENDPOINT_FIELD`; anything else takes the general path.
     text = endpoint.address
-    if port and len(text) < _SHORT_ADDRESS and not text.startswith(_UNIX):  # a socket address, lengths of one byte
-        host = text.encode()
-        port_value = varint(port)
-        address = _SOCKET_ADDRESS % (len(host) + 3 + len(port_value), len(host), host, port_value)
-    else:
-        address = _address(text, port)
     workload = workload_label(endpoint).encode()
-    size = len(workload)
-    if size < _SHORT:
-        istio = _ISTIO_WORKLOAD % (size + 25, size + 16, size + 14, size + 2, size, workload)
-    else:
-        istio = _istio_entry(workload)
-    metadata = ISTIO_MTLS_METADATA + istio if mtls else istio
     health = _DRAINING if endpoint.labels.get(DRAINING_LABEL) else _HEALTH[endpoint.health]
     weight = endpoint.weight
-    weight_value = b"\x08" + varint(weight) if weight else b""
-    size = len(address)
-    if size < _ONE_BYTE - 2:
-        body = _LB_ENDPOINT % (size + 2, size, address, health, varint(len(metadata)), metadata, len(weight_value))
-    else:
-        body = (
-            _field(b"\x0a", _field(b"\x0a", address))
-            + health
-            + _field(b"\x1a", metadata)
-            + b"\x22%c" % len(weight_value)
-        )
-    body += weight_value
-    return b"\x12" + varint(len(body)) + body
+    weight_value = (_WEIGHTS[weight] if weight < _ONE_BYTE else b"\x08" + varint(weight)) if weight else b""
+    if text and 0 < port < _TWO_BYTES and len(workload) < _SHORT and not text.startswith(_UNIX):
+        host = text.encode()
+        port_value = _ONE_BYTE_VARINTS[port] if port < _ONE_BYTE else _two_bytes(port)
+        mtls_entry = ISTIO_MTLS_METADATA if mtls else b""
+        size = len(workload)
+        socket = len(host) + 3 + len(port_value)
+        metadata = size + 27 + len(mtls_entry)
+        metadata_length = _ONE_BYTE_VARINTS[metadata] if metadata < _ONE_BYTE else _two_bytes(metadata)
+        body = socket + 7 + len(health) + len(metadata_length) + metadata + 2 + len(weight_value)
+        if socket < _ONE_BYTE - 4 and body < _TWO_BYTES:
+            body_length = _ONE_BYTE_VARINTS[body] if body < _ONE_BYTE else _two_bytes(body)
+            return _LB_ENDPOINT_FIELD % (  # one tuple: building it from parts costs as much as the formatting
+                body_length,
+                socket + 4,
+                socket + 2,
+                socket,
+                len(host),
+                host,
+                port_value,
+                health,
+                metadata_length,
+                mtls_entry,
+                size + 25,
+                size + 16,
+                size + 14,
+                size + 2,
+                size,
+                workload,
+                len(weight_value),
+                weight_value,
+            )
+    address = _address(text, port)
+    metadata_value = ISTIO_MTLS_METADATA + _istio_entry(workload) if mtls else _istio_entry(workload)
+    body_value = (
+        _field(b"\x0a", _field(b"\x0a", address))
+        + health
+        + _field(b"\x1a", metadata_value)
+        + b"\x22%c" % len(weight_value)
+        + weight_value
+    )
+    return b"\x12" + varint(len(body_value)) + body_value
 
 
 Written = tuple[Locality, Sequence[bytes], int]

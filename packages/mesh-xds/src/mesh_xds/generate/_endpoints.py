@@ -34,6 +34,7 @@ __all__ = [
     "TLS_MODE_ISTIO",
     "LocalityGroup",
     "Member",
+    "MtlsCheck",
     "apply_locality_lb",
     "group_endpoints",
     "grouped",
@@ -51,8 +52,8 @@ _HEALTHY: Final = HealthStatus.HEALTHY
 TLS_MODE_ISTIO: Final = TlsMode.ISTIO.value
 """The ``tlsMode`` of the ``envoy.transport_socket_match`` metadata of endpoints that take Istio mTLS."""
 _OCTET: Final = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_IPV4: Final = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
-"""The dotted quads ``ipaddress`` accepts (no leading zeros): a fast path of ``_is_ip``."""
+_IPV4_MATCH: Final = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}").fullmatch
+"""Matches the dotted quads ``ipaddress`` accepts (no leading zeros): a fast path of ``_is_ip``."""
 PERSISTENT_SESSION_LABEL: Final = "istio.io/persistent-session"
 DRAINING_LABEL: Final = "istio.io/draining"
 _CANONICAL_NAME: Final = "service.istio.io/canonical-name"
@@ -100,7 +101,7 @@ class LocalityGroup:
 
 
 def _is_ip(address: str) -> bool:
-    if _IPV4.fullmatch(address):
+    if _IPV4_MATCH(address):
         return True
     try:
         ipaddress.ip_address(address)
@@ -172,6 +173,10 @@ def _included(endpoint: Endpoint, *, persistent_sessions: bool) -> bool:
     return health is not HealthStatus.DRAINING or persistent_sessions
 
 
+MtlsCheck = bool | Callable[[Endpoint], bool]
+"""Whether endpoints that can take Istio mTLS get it: the same answer for all of them, or one per endpoint."""
+
+
 def grouped(
     endpoints: Iterable[Endpoint],
     port: ServicePort,
@@ -179,7 +184,7 @@ def grouped(
     subset_labels: Mapping[str, str] | None,
     dns: bool,
     persistent_sessions: bool,
-    mtls: Callable[[Endpoint], bool],
+    mtls: MtlsCheck,
     make: Callable[[Endpoint, int, bool], _T],
 ) -> list[tuple[Locality, list[_T], int]]:
     """The endpoints that serve ``port``, filtered, made into members and grouped by locality.
@@ -190,15 +195,19 @@ def grouped(
         subset_labels: the labels a subset's endpoints carry, or None for every endpoint.
         dns: the cluster resolves host names itself (DNS clusters keep endpoints named by host).
         persistent_sessions: draining endpoints are kept (the service uses persistent sessions).
-        mtls: whether an endpoint takes Istio mTLS.
+        mtls: whether an endpoint whose ``tls_mode`` is Istio's takes Istio mTLS.
         make: makes a member of an endpoint, the port it serves ``port`` on and whether it takes Istio mTLS.
 
     Returns:
         Each locality (sorted) with its members, in order, and the sum of their weights (at most 2^32-1).
     """
-    groups: dict[tuple[str, str, str], tuple[Locality, list[_T], list[int]]] = {}  # by levels: cheap to hash
+    # The loop runs for every endpoint of every cluster: it is kept lean, and what is the same for every
+    # endpoint is worked out before it.
+    groups: dict[tuple[str, str, str], list[Any]] = {}  # by levels (cheap to hash): locality, members, weight
     subset = tuple(subset_labels.items()) if subset_labels else ()
-    for endpoint in endpoints:  # the loop runs for every endpoint of every cluster: kept lean
+    fixed, check = (mtls, None) if isinstance(mtls, bool) else (False, mtls)
+    default_port = port.target_port if port.target_port is not None else port.number
+    for endpoint in endpoints:
         labels = endpoint.labels
         if (endpoint.health is not _HEALTHY or labels.get(DRAINING_LABEL)) and not _included(
             endpoint, persistent_sessions=persistent_sessions
@@ -207,18 +216,19 @@ def grouped(
         if subset and any(labels.get(key) != value for key, value in subset):
             continue
         address = endpoint.address
-        if not dns and not address.startswith(_UNIX) and not _is_ip(address):
+        if not dns and not _IPV4_MATCH(address) and not address.startswith(_UNIX) and not _is_ip(address):
             continue
         locality = endpoint.locality
         key = (locality.region, locality.zone, locality.subzone)
         group = groups.get(key)
         if group is None:
-            group = groups[key] = (locality, [], [])
-        istio = endpoint.tls_mode is _ISTIO and mtls(endpoint)
-        group[1].append(make(endpoint, endpoint.target_port(port), istio))
-        group[2].append(endpoint.weight)
+            group = groups[key] = [locality, [], 0]
+        istio = endpoint.tls_mode is _ISTIO and (fixed if check is None else check(endpoint))
+        number = endpoint.target_port(port) if endpoint.ports else default_port
+        group[1].append(make(endpoint, number, istio))
+        group[2] += endpoint.weight
     ordered = sorted(groups.items(), key=lambda item: _locality_text(*item[0]))
-    return [(locality, members, min(sum(weights), _MAX_UINT32)) for _, (locality, members, weights) in ordered]
+    return [(locality, members, min(weight, _MAX_UINT32)) for _, (locality, members, weight) in ordered]
 
 
 def _locality_text(region: str, zone: str, subzone: str) -> str:
@@ -235,7 +245,7 @@ def group_endpoints(
     subset_labels: Mapping[str, str] | None,
     dns: bool,
     persistent_sessions: bool,
-    mtls: Callable[[Endpoint], bool],
+    mtls: MtlsCheck,
 ) -> list[LocalityGroup]:
     """The endpoints that serve ``port``, filtered and grouped by locality (sorted by locality).
 

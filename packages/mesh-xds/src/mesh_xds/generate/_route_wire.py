@@ -23,6 +23,7 @@ _ROUTE_ACTION: Final = 2
 _DECORATOR: Final = 5
 _CLUSTER: Final = 1
 _HASH_POLICY: Final = 15
+_ONE_BYTE: Final = 0x80
 
 
 def _between(fields: list[tuple[int, bytes, bytes]], low: int, high: int) -> bytes:
@@ -82,7 +83,10 @@ class DefaultRoute:
 
 def _repeated(field: int, values: Iterable[bytes]) -> bytes:
     """A repeated length-delimited field: every value, empty ones too."""
-    return b"".join(_wire.header(field, len(value)) + value for value in values)
+    short = _wire.SHORT_HEADERS[field]  # the fields here are below 16
+    return b"".join(
+        (short[len(value)] if len(value) < _ONE_BYTE else _wire.header(field, len(value))) + value for value in values
+    )
 
 
 def virtual_host(name: str, domains: Iterable[str], routes: Iterable[bytes], tail: bytes) -> bytes:

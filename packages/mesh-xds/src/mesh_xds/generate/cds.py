@@ -157,18 +157,16 @@ def _spiffe(ctx: GenerationContext, account: str, namespace: str) -> str | None:
 def _service_accounts(ctx: GenerationContext, service: Service) -> tuple[str, ...]:
     """The identities a service's workloads may present: its own list and its endpoints' accounts."""
     found = set(service.service_accounts)
-    seen: set[tuple[str, str]] = set()  # the endpoints of a service mostly share one account
-    for port in service.ports:
-        for endpoint in ctx.registry.endpoints(service.key, port.number):
-            account = endpoint.service_account
-            if not account:
-                continue
-            key = (account, endpoint.namespace or service.namespace)
-            if key not in seen:
-                seen.add(key)
-                identity = _spiffe(ctx, *key)
-                if identity is not None:
-                    found.add(identity)
+    accounts = {  # the endpoints of a service mostly share one account
+        (endpoint.service_account, endpoint.namespace or service.namespace)
+        for port in service.ports
+        for endpoint in ctx.registry.endpoints(service.key, port.number)
+        if endpoint.service_account
+    }
+    for account, namespace in accounts:
+        identity = account if account.startswith(SPIFFE_SCHEME) else _spiffe(ctx, account, namespace)
+        if identity is not None:
+            found.add(identity)
     return tuple(sorted(found))
 
 

@@ -17,7 +17,7 @@ gets an empty assignment, so that Envoy's cluster warms up rather than waits.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple, final
 
 import attrs
@@ -36,6 +36,7 @@ from mesh_xds.generate._cluster_policy import ClusterPolicy, cluster_policy, loc
 from mesh_xds.generate._endpoints import (
     PERSISTENT_SESSION_LABEL,
     LocalityGroup,
+    MtlsCheck,
     apply_locality_lb,
     group_endpoints,
     grouped,
@@ -74,11 +75,10 @@ def _mtls_check(
     port: ServicePort,
     policy: ClusterPolicy | None,
     modes: dict[tuple[str, Mapping[str, str]], EffectiveMtls],
-) -> Callable[[Endpoint], bool]:
+) -> MtlsCheck:
     """Whether an endpoint takes Istio mTLS; ``modes`` keeps the workloads' modes (by namespace and labels)."""
-    if policy is not None and policy.tls is not None:
-        istio_mutual = policy.tls.mode is ClientTLSMode.ISTIO_MUTUAL
-        return lambda endpoint: istio_mutual
+    if policy is not None and policy.tls is not None:  # the rule decides for every endpoint
+        return policy.tls.mode is ClientTLSMode.ISTIO_MUTUAL
 
     def check(endpoint: Endpoint) -> bool:
         if endpoint.tls_mode is not TlsMode.ISTIO:
@@ -121,7 +121,7 @@ class _Plan(NamedTuple):
     endpoints: tuple[Endpoint, ...]
     subset_labels: Mapping[str, str] | None
     persistent_sessions: bool
-    mtls: Callable[[Endpoint], bool]
+    mtls: MtlsCheck
     locality_setting: LocalityLoadBalancerSetting | None
     failover: bool
     sources: tuple[ConfigKey, ...]

@@ -366,9 +366,10 @@ class _SidecarRoutes:
                     domains, shortened = service_domains(backing, port, self.proxy_domain)
                 kept = []
                 for entry in domains:
-                    if entry.lower() in used or (entry in shortened and entry in known):
+                    lowered = entry.lower()
+                    if lowered in used or (entry in shortened and entry in known):
                         continue
-                    used.add(entry.lower())
+                    used.add(lowered)
                     kept.append(entry)
                 if kept:
                     out.append((name, kept, group))
