@@ -47,8 +47,9 @@ def _is_ip(text: str) -> bool:
     # An IPv6 zone ("fe80::1%eth0") may hold any character, white space included: it is no host.
     if "%" in text:
         return False
-    # Most hosts are names: an IPv4 address ends with a digit and an IPv6 one has a colon, so parsing is skipped.
-    if ":" not in text and not text[-1:].isdigit():
+    # Most hosts are names: an IPv4 address is digits and dots, and an IPv6 one has a colon, so parsing (and its
+    # exception, for names such as ``reviews-2``) is skipped.
+    if ":" not in text and not text.replace(".", "").isdigit():
         return False
     try:
         ipaddress.ip_address(text)

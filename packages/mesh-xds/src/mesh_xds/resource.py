@@ -214,13 +214,12 @@ class Resource:
     """What goes around the Any in a delta response, worked out the first time a delta response holds it."""
 
     def __attrs_post_init__(self) -> None:
-        if type(self.type_url) is not str or self.type_url not in _ANY_PREFIXES:  # known types are valid
-            _check_type_url(self.type_url)
+        prefix = _known_prefix(self.type_url)
         if not isinstance(self.name, str) or not self.name:
             raise InvalidResourceError(
                 f"a {short_type(self.type_url)} resource needs a name, got {describe(self.name)}"
             )
-        if not isinstance(self.any_bytes, bytes) or not self.any_bytes.startswith(_any_prefix(self.type_url)):
+        if not isinstance(self.any_bytes, bytes) or not self.any_bytes.startswith(prefix):
             raise InvalidResourceError(
                 f"resource {describe(self.name)}: any_bytes is not a serialized Any of {describe(self.type_url)}"
             )
@@ -231,8 +230,9 @@ class Resource:
     @classmethod
     def from_value(cls, type_url: str, name: str, value: bytes, references: Iterable[Reference] = ()) -> Resource:
         """A resource from the serialized message (not yet packed in an ``Any``)."""
-        _check_type_url(type_url)
-        return cls(type_url, name, _any_prefix(type_url) + _wire.field(2, value), references)
+        prefix = _known_prefix(type_url)
+        any_bytes = b"".join((prefix, _wire.header(2, len(value)), value)) if value else prefix
+        return cls(type_url, name, any_bytes, references)
 
     def sotw_parts(self) -> tuple[bytes, bytes]:
         """The bytes of this resource as field ``resources`` of a ``DiscoveryResponse`` (header, Any)."""
@@ -245,6 +245,16 @@ class Resource:
             delta = _wire.delta_resource_parts(self.name, self.version, len(self.any_bytes))
             object.__setattr__(self, "_delta", delta)
         return delta[0], self.any_bytes, delta[1]
+
+
+def _known_prefix(type_url: object) -> bytes:
+    """What a serialized ``Any`` of the type starts with, after checking the type URL (known ones are valid)."""
+    prefix = _ANY_PREFIXES.get(type_url) if type(type_url) is str else None
+    if prefix is None:
+        _check_type_url(type_url)
+        assert isinstance(type_url, str)
+        prefix = _wire.any_prefix(type_url)
+    return prefix
 
 
 def _any_prefix(type_url: str) -> bytes:
