@@ -105,7 +105,7 @@ def _previous_hosts() -> Any:
     )
 
 
-def _default_retry(*, consistent_hash: bool) -> Any:
+def _default_retry_template(*, consistent_hash: bool) -> Any:
     policy = rc.RetryPolicy(
         num_retries=wrappers_pb2.UInt32Value(value=_DEFAULT_ATTEMPTS),
         retry_on=DEFAULT_RETRY_ON,
@@ -114,6 +114,16 @@ def _default_retry(*, consistent_hash: bool) -> Any:
     # With a consistent hash, retries must stay on the hashed host.
     if not consistent_hash:
         policy.retry_host_predicate.append(_previous_hosts())
+    return policy
+
+
+# Built once and copied (never changed): every route without retry settings has one of these.
+_DEFAULT_RETRIES: Final = {hashing: _default_retry_template(consistent_hash=hashing) for hashing in (False, True)}
+
+
+def _default_retry(*, consistent_hash: bool) -> Any:
+    policy = rc.RetryPolicy()
+    policy.CopyFrom(_DEFAULT_RETRIES[consistent_hash])
     return policy
 
 

@@ -189,6 +189,7 @@ class _SidecarRoutes:
         self.proxy_domain = ctx.proxy.dns_domain or f"{ctx.namespace}.svc.cluster.local"
         self._resources: dict[ConfigKey, Resource[Any]] | None = None
         self._hosts: dict[tuple[str, str], Hostname | None] = {}  # destination hosts resolved
+        self._routed_by_port: dict[int, dict[Hostname, Service]] | None = None
         self._default_route = self._default_route_template()
         self._default_wire = DefaultRoute(self._default_route)
 
@@ -301,16 +302,24 @@ class _SidecarRoutes:
         """
         return is_http_port(port) or (self.ctx.is_grpc and port.protocol.is_unsupported)
 
+    def _routed_services(self) -> dict[int, dict[Hostname, Service]]:
+        """The services with virtual hosts on each port (by host, in the order of :attr:`visible`)."""
+        if self._routed_by_port is None:
+            found: dict[int, dict[Hostname, Service]] = {}
+            for service in self.visible:
+                for service_port in service.ports:
+                    if self._routed(service_port):
+                        found.setdefault(service_port.number, {})[service.hostname] = service
+            self._routed_by_port = found
+        return self._routed_by_port
+
     def groups(self, port: int) -> list[_Group]:
         """``BuildSidecarVirtualHostWrapper``: VirtualService groups first, then default routes."""
-        services: dict[Hostname, Service] = {}
-        for service in self.visible:
-            service_port = service.port(port)
-            if service_port is not None and self._routed(service_port):
-                services[service.hostname] = service
+        services = dict(self._routed_services().get(port, {}))
         candidates = list(self.virtual_services)
         if port != 80:
-            candidates = [vs for vs in candidates if _selects(vs, services)]
+            wildcards = [name for name in services if name.is_wildcard]
+            candidates = [vs for vs in candidates if _selects(vs, services, wildcards)]
         owners = _wildcard_owners(candidates, services)
         options = self.options(port)
         groups: list[_Group] = []
@@ -405,9 +414,11 @@ class _SidecarRoutes:
         )
 
 
-def _selects(vs: ResolvedVirtualService, services: dict[Hostname, Service]) -> bool:
-    """``selectVirtualServices``: a VirtualService applies on a port when one of its hosts is a service there."""
-    wildcards: list[Hostname] | None = None
+def _selects(vs: ResolvedVirtualService, services: dict[Hostname, Service], wildcards: list[Hostname]) -> bool:
+    """``selectVirtualServices``: a VirtualService applies on a port when one of its hosts is a service there.
+
+    ``wildcards`` are the services' wildcard hosts.
+    """
     for host in vs.hosts:
         if host in services:
             return True
@@ -416,8 +427,6 @@ def _selects(vs: ResolvedVirtualService, services: dict[Hostname, Service]) -> b
                 return True
             continue
         # A plain host matches only itself (not a service here) and the wildcard hosts that cover it.
-        if wildcards is None:
-            wildcards = [name for name in services if name.is_wildcard]
         if any(name.covers(host) for name in wildcards):
             return True
     return False
