@@ -245,6 +245,11 @@ def test_varints_are_protobufs(value: int):
     assert _wire.varint(value) == bytes(expected)
 
 
+@given(field=st.one_of(st.integers(1, 70), st.integers(1, 2**29 - 1)), size=st.integers(0, 2**22))
+def test_field_headers_are_the_tag_and_length_varints(field: int, size: int):
+    assert _wire.header(field, size) == _wire.varint((field << 3) | 2) + _wire.varint(size)
+
+
 def _san_type(name: str) -> int:
     if "://" in name:
         return common_pb2.SubjectAltNameMatcher.URI

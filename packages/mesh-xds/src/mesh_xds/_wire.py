@@ -42,10 +42,17 @@ SHORT_HEADERS: Final = tuple(tuple(bytes(((number << 3) | _LEN, size)) for size 
 """The tag and length of fields 1 to 15 (``SHORT_HEADERS[field][size]``) of fewer than 128 bytes: two bytes."""
 
 
+_LEN_TAGS: Final = tuple(varint((number << 3) | _LEN) for number in range(64))
+"""The tags of length-delimited fields 0 to 63."""
+
+
 def header(field: int, size: int) -> bytes:
     """The tag and length that precede a length-delimited field of ``size`` bytes."""
-    if 0 < field < 16 and 0 <= size < 0x80:  # most fields: taken from the table
-        return SHORT_HEADERS[field][size]
+    # Every header of every resource comes here: the common cases are taken from the tables.
+    if 0 < field < 64 and 0 <= size < 0x4000:
+        if size < 0x80:
+            return SHORT_HEADERS[field][size] if field < 16 else _LEN_TAGS[field] + _ONE_BYTE[size]
+        return _LEN_TAGS[field] + bytes(((size & 0x7F) | 0x80, size >> 7))
     return varint((field << 3) | _LEN) + varint(size)
 
 
