@@ -30,6 +30,7 @@ from mesh_config.networking.traffic_policy import ClientTLSMode, ClientTLSSettin
 from mesh_model import SPIFFE_SCHEME
 from mesh_xds import _wire
 from mesh_xds.generate import names
+from mesh_xds.generate._tls_wire import SanContext
 from mesh_xds.resource import Reference, references
 
 __all__ = [
@@ -151,8 +152,8 @@ def _istio_mutual_template(*, http2: bool) -> Any:
     return tls_pb2.UpstreamTlsContext(common_tls_context=common)
 
 
-# Built once and copied (never changed): most of every cluster's Istio mTLS context is the same.
-_ISTIO_MUTUAL: Final = {http2: _istio_mutual_template(http2=http2) for http2 in (False, True)}
+# Built once and never changed: most of every cluster's Istio mTLS context is the same.
+_ISTIO_MUTUAL: Final = {http2: SanContext(_istio_mutual_template(http2=http2), _san_type) for http2 in (False, True)}
 
 
 @final
@@ -173,10 +174,7 @@ class IstioMutualContexts:
         key = (tuple(sans), http2)
         common = self._common.get(key)
         if common is None:
-            context = tls_pb2.UpstreamTlsContext()
-            context.CopyFrom(_ISTIO_MUTUAL[http2])
-            _san_matchers(context.common_tls_context.combined_validation_context.default_validation_context, sans)
-            common = self._common[key] = context.SerializeToString(deterministic=True)
+            common = self._common[key] = _ISTIO_MUTUAL[http2].context(key[0])
         return common + _wire.text(2, sni)
 
     def references(self, sockets: tuple[bytes, bytes], *, http2: bool) -> frozenset[Reference]:
