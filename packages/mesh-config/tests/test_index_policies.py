@@ -60,6 +60,23 @@ def test_levels_override_mesh_then_namespace_then_workload():
     assert index.effective(workload(namespace="other")).value.mode is MutualTlsMode.STRICT
 
 
+def test_only_namespaces_with_a_selecting_policy_make_modes_depend_on_labels():
+    resources = load(
+        peer_auth("mesh", "istio-system", "STRICT")
+        + peer_auth("ns", "plain", "PERMISSIVE")
+        + peer_auth("w", "default", "DISABLE", selector="{app: reviews}")
+    )
+    index = PeerAuthenticationIndex(resources)
+
+    assert index.selects_workloads("default")
+    assert not index.selects_workloads("plain")
+    assert not index.selects_workloads("istio-system")
+    assert not index.selects_workloads("elsewhere")
+    for namespace in ("plain", "elsewhere"):  # there, every workload gets the same modes
+        answers = {index.effective(workload(namespace, app=app)).value for app in ("reviews", "ratings")}
+        assert len(answers) == 1
+
+
 def test_port_level_unset_inherits_the_workload_mode_and_the_oldest_workload_policy_wins():
     resources = load(
         peer_auth("newer", "default", "DISABLE", selector="{app: reviews}", created="2024-02-01T00:00:00Z")

@@ -175,6 +175,13 @@ spec:
 """
     plain = _assignment(_context(endpoints, disabled))
     assert "envoy.transport_socket_match" not in plain["endpoints"][0]["lb_endpoints"][0]["metadata"]["filter_metadata"]
+    namespace_wide = "\n".join(line for line in disabled.splitlines() if "selector" not in line and "port" not in line)
+    namespace_wide = namespace_wide.replace("STRICT", "DISABLE")
+    plain = _assignment(_context(endpoints, namespace_wide))
+    assert "envoy.transport_socket_match" not in plain["endpoints"][0]["lb_endpoints"][0]["metadata"]["filter_metadata"]
+    other_workloads = disabled.replace("app: reviews", "app: ratings")
+    istio = _assignment(_context(endpoints, other_workloads))
+    assert "envoy.transport_socket_match" in istio["endpoints"][0]["lb_endpoints"][0]["metadata"]["filter_metadata"]
 
 
 FAILOVER_ENDPOINTS = [

@@ -59,6 +59,10 @@ class PeerAuthenticationIndex:
             else:
                 self._workload_level.setdefault(resource.namespace, []).append(resource)
 
+    def selects_workloads(self, namespace: str) -> bool:
+        """Whether a PeerAuthentication with a selector is in ``namespace``: only then do labels change modes."""
+        return namespace in self._workload_level
+
     def effective(self, workload: WorkloadRef) -> Sourced[EffectiveMtls]:
         """The effective modes of a workload, and the PeerAuthentications that set them (mesh first)."""
         mode = MutualTlsMode.PERMISSIVE

@@ -74,19 +74,25 @@ def _mtls_check(
     service: Service,
     port: ServicePort,
     policy: ClusterPolicy | None,
-    modes: dict[tuple[str, Mapping[str, str]], EffectiveMtls],
+    modes: dict[tuple[str, Mapping[str, str] | None], EffectiveMtls],
 ) -> MtlsCheck:
     """Whether an endpoint takes Istio mTLS; ``modes`` keeps the workloads' modes (by namespace and labels)."""
     if policy is not None and policy.tls is not None:  # the rule decides for every endpoint
         return policy.tls.mode is ClientTLSMode.ISTIO_MUTUAL
 
+    peer_authentications = ctx.push.peer_authentications
+
     def check(endpoint: Endpoint) -> bool:
         if endpoint.tls_mode is not TlsMode.ISTIO:
             return False
-        key = (endpoint.namespace or service.namespace, endpoint.labels)
+        namespace = endpoint.namespace or service.namespace
+        # The labels are part of the key only where a policy selects workloads: hashing them costs.
+        key = (namespace, endpoint.labels if peer_authentications.selects_workloads(namespace) else None)
         effective = modes.get(key)
         if effective is None:
-            effective = modes[key] = ctx.push.mtls(_Workload(*key)).value
+            effective = modes[key] = peer_authentications.effective(_Workload(namespace, key[1] or {})).value
+        if not effective.port_modes:
+            return effective.mode is not MutualTlsMode.DISABLE
         return effective.for_port(endpoint.target_port(port)) is not MutualTlsMode.DISABLE
 
     return check
@@ -134,7 +140,7 @@ def _plan(
     port: ServicePort,
     rule: Sourced[MergedDestinationRule | None],
     subset: Subset | None,
-    modes: dict[tuple[str, Mapping[str, str]], EffectiveMtls],
+    modes: dict[tuple[str, Mapping[str, str] | None], EffectiveMtls],
 ) -> _Plan:
     spec = rule.value.spec if rule.value is not None else None
     policy = cluster_policy(
@@ -183,7 +189,7 @@ class _Assignments:
         self.ctx = ctx
         self.workload = ctx.workload
         self.visible = {service.hostname.value: service for service in ctx.push.visible_services(self.workload)}
-        self.modes: dict[tuple[str, Mapping[str, str]], EffectiveMtls] = {}
+        self.modes: dict[tuple[str, Mapping[str, str] | None], EffectiveMtls] = {}
         self.metadata: dict[tuple[ConfigKey, ...], bytes | None] = {}
         self.writer = wire.AssignmentWriter()
 
