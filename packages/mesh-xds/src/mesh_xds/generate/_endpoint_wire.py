@@ -41,6 +41,7 @@ _HEALTH: Final = {
 }
 """LbEndpoint.health_status (2, an enum) of each health, as an endpoint's message has it."""
 _DRAINING: Final = _HEALTH[HealthStatus.DRAINING]
+_HEALTHY: Final = _HEALTH[HealthStatus.HEALTHY]
 _ISTIO_WORKLOAD: Final = b"\x0a%c\x0a\x05istio\x12%c\x0a%c\x0a\x08workload\x12%c\x1a%c%b"
 """Metadata.filter_metadata's entry ``istio: {workload: <workload>}`` for a short workload string.
 
@@ -132,7 +133,11 @@ def lb_endpoint_field(endpoint: Endpoint, port: int, mtls: bool) -> bytes:
     # byte) is one formatting of :data:`_LB_ENDPOINT_FIELD`; anything else takes the general path.
     text = endpoint.address
     workload = workload_label(endpoint).encode()
-    health = _DRAINING if endpoint.labels.get(DRAINING_LABEL) else _HEALTH[endpoint.health]
+    status = endpoint.health
+    if endpoint.labels.get(DRAINING_LABEL):
+        health = _DRAINING
+    else:  # an enum's hash is a Python call: the common case does without
+        health = _HEALTHY if status is HealthStatus.HEALTHY else _HEALTH[status]
     weight = endpoint.weight
     weight_value = (_WEIGHTS[weight] if weight < _ONE_BYTE else b"\x08" + varint(weight)) if weight else b""
     if text and 0 < port < _TWO_BYTES and len(workload) < _SHORT and not text.startswith(_UNIX):

@@ -207,6 +207,7 @@ def grouped(
     subset = tuple(subset_labels.items()) if subset_labels else ()
     fixed, check = (mtls, None) if isinstance(mtls, bool) else (False, mtls)
     default_port = port.target_port if port.target_port is not None else port.number
+    port_name = port.name
     for endpoint in endpoints:
         labels = endpoint.labels
         if (endpoint.health is not _HEALTHY or labels.get(DRAINING_LABEL)) and not _included(
@@ -224,7 +225,12 @@ def grouped(
         if group is None:
             group = groups[key] = [locality, [], 0]
         istio = endpoint.tls_mode is _ISTIO and (fixed if check is None else check(endpoint))
-        number = endpoint.target_port(port) if endpoint.ports else default_port
+        number = default_port  # ``Endpoint.target_port``, inline
+        if port_name:
+            for name, value in endpoint.ports:
+                if name == port_name:
+                    number = value
+                    break
         group[1].append(make(endpoint, number, istio))
         group[2] += endpoint.weight
     ordered = sorted(groups.items(), key=lambda item: _locality_text(*item[0]))

@@ -356,7 +356,8 @@ class _SidecarRoutes:
         known = set()
         for group in groups:
             for service in group.services:
-                known.update({service.hostname.value, domain_with_port(service.hostname.value, port)})
+                known.add(service.hostname.value)
+                known.add(domain_with_port(service.hostname.value, port))
         names: set[str] = set()
         used: set[str] = set()
         out = []
@@ -376,7 +377,7 @@ class _SidecarRoutes:
                 kept = []
                 for entry in domains:
                     lowered = entry.lower()
-                    if lowered in used or (entry in shortened and entry in known):
+                    if lowered in used or (entry in known and entry in shortened):
                         continue
                     used.add(lowered)
                     kept.append(entry)
