@@ -166,9 +166,8 @@ def test_inline_endpoints():
         locality=Locality("us", "us-1"),
         tls_mode=TlsMode.ISTIO,
         network="net-a",
-        workload_name="payments-0",
-        namespace="shop",
     )
+    assert (first.workload_name, first.namespace) == ("", "")  # as in Istio: no workload, no namespace
     assert first.target_port(service.port(443)) == 8443
     assert first.target_port(service.port(8080)) == 9090
     assert first.target_port(service.port(3306)) == 3306

@@ -180,20 +180,17 @@ def _endpoints_of(
     spec = resource.spec
     if spec.workload_selector is not None:
         return []
+    # As in Istio, an entry's own endpoints name no workload and no namespace: their telemetry says so.
     if not spec.endpoints:
         if service.resolution in _DNS_RESOLUTIONS and not service.hostname.is_wildcard:
-            return [Endpoint(address=service.hostname.value, workload_name=resource.name, namespace=resource.namespace)]
+            return [Endpoint(address=service.hostname.value)]
         return []
     found = []
     for index, entry in enumerate(spec.endpoints):
         if not entry.address:
             continue
         try:
-            found.append(
-                _entry_endpoint(
-                    entry, name=f"{resource.name}-{index}", namespace=resource.namespace, labels=entry.labels
-                )
-            )
+            found.append(_entry_endpoint(entry, name="", namespace="", labels=entry.labels))
         except MeshModelError as error:
             if problems is None:
                 raise
