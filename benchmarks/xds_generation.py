@@ -50,7 +50,7 @@ import _gen_mesh as mesh
 import _results
 
 from mesh_config import InMemoryConfigStore, PushContext, load_text
-from mesh_model import AggregateRegistry, ChangeSet, ConfigKey, Kind, Proxy
+from mesh_model import AggregateRegistry, ChangeSet, ConfigKey, InMemoryRegistry, Kind, Proxy
 from mesh_xds import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, StreamStatus, SyncState, XdsServer
 from mesh_xds.generate import GenerationContext, ProxyGenerator, SidecarAddresses, XdsController
 
@@ -86,6 +86,41 @@ def _changed_config(resources: Sequence[Any], service: int, weight: int) -> tupl
     return tuple(changed if resource.key == changed.key else resource for resource in resources)
 
 
+def _generation_round(
+    registry: InMemoryRegistry, resources: tuple[Any, ...], routed: int, weight: int
+) -> tuple[dict[str, float], dict[str, int]]:
+    """One round's times (in seconds) and the first sidecar's resource counts.
+
+    A round's objects are gone when it returns, so that the next round does not collect them on its clock.
+    """
+    combined = mesh.all_services(registry, resources)
+    started = time.perf_counter()
+    push = PushContext.build(resources, combined)
+    built = time.perf_counter()
+    generator = ProxyGenerator()
+    cpu = time.process_time()
+    begin = time.perf_counter()
+    first = generator.generate(_context(0, push, combined))
+    cold = time.perf_counter()
+    cold_cpu = time.process_time()
+    generator.generate(_context(1, push, combined))
+    warm = time.perf_counter()
+    changed = _changed_config(resources, routed, weight)
+    key = ConfigKey(Kind.VIRTUAL_SERVICE, mesh.namespace(routed), mesh.short_name(routed))
+    next_push = push.rebuild(ChangeSet.of(key), changed, combined)
+    again = time.perf_counter()
+    generator.generate(_context(0, next_push, combined), first)
+    done = time.perf_counter()
+    times = {
+        "build_s": built - started,
+        "cold_s": cold - begin,
+        "cold_cpu_s": cold_cpu - cpu,
+        "warm_s": warm - cold,
+        "new_push_s": done - again,
+    }
+    return times, {url.rpartition(".")[2]: len(first.resources(url)) for url in _TYPES}
+
+
 def measure_generation(services: int, rounds: int) -> Generation:
     """Cold, warm and new-push generation times of the benchmark's sidecars."""
     registry = mesh.registry(services)
@@ -100,33 +135,13 @@ def measure_generation(services: int, rounds: int) -> Generation:
         "resources": {},
     }
     for round_ in range(rounds + 1):  # the first round warms up
-        gc.collect()
-        combined = mesh.all_services(registry, resources)
-        started = time.perf_counter()
-        push = PushContext.build(resources, combined)
-        built = time.perf_counter()
-        generator = ProxyGenerator()
-        cpu = time.process_time()
-        begin = time.perf_counter()
-        first = generator.generate(_context(0, push, combined))
-        cold = time.perf_counter()
-        cold_cpu = time.process_time()
-        generator.generate(_context(1, push, combined))
-        warm = time.perf_counter()
-        changed = _changed_config(resources, routed, 80 if round_ % 2 == 0 else 70)
-        key = ConfigKey(Kind.VIRTUAL_SERVICE, mesh.namespace(routed), mesh.short_name(routed))
-        next_push = push.rebuild(ChangeSet.of(key), changed, combined)
-        again = time.perf_counter()
-        generator.generate(_context(0, next_push, combined), first)
-        done = time.perf_counter()
+        gc.collect()  # the previous round's garbage, cycles included
+        times, counts = _generation_round(registry, resources, routed, 80 if round_ % 2 == 0 else 70)
         if round_ == 0:
-            result["resources"] = {url.rpartition(".")[2]: len(first.resources(url)) for url in _TYPES}
+            result["resources"] = counts
             continue
-        result["build_s"].append(built - started)
-        result["cold_s"].append(cold - begin)
-        result["cold_cpu_s"].append(cold_cpu - cpu)
-        result["warm_s"].append(warm - cold)
-        result["new_push_s"].append(done - again)
+        for name in ("build_s", "cold_s", "cold_cpu_s", "warm_s", "new_push_s"):
+            result[name].append(times[name])
     return result
 
 
