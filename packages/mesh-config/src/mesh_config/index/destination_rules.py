@@ -139,14 +139,12 @@ class DestinationRuleIndex:
         for namespace, rules in self._rules.items():
             self._by_namespace[namespace] = _NamespaceRules(rules)
         self._answers: dict[tuple[str, str, str | None], Sourced[MergedDestinationRule | None]] = {}
-        self._sourced: dict[
-            int, Sourced[MergedDestinationRule | None]
-        ] = {  # each rule as an answer, by the merged rule's id (the index holds every rule)
-            id(merged): Sourced(merged, tuple(resource.key for resource in group))
-            for rules in self._rules.values()
-            for merged, group in rules
-        }
-        self._exported: dict[tuple[int, str], bool] = {}  # by the id of a rule's first resource and a namespace
+        # Each rule as an answer, by the merged rule's id (the index holds every rule, so ids stay theirs).
+        self._sourced: dict[int, Sourced[MergedDestinationRule | None]] = {}
+        for rules in self._rules.values():
+            for merged, group in rules:
+                self._sourced[id(merged)] = Sourced(merged, tuple(resource.key for resource in group))
+        self._exports: dict[tuple[int, str], bool] = {}  # by the id of a rule's first resource, and a namespace
 
     def lookup(
         self, host: Hostname, *, client: WorkloadRef, service_namespace: str | None = None
@@ -185,13 +183,14 @@ class DestinationRuleIndex:
             )
             if found is not None:
                 return found
-        return _most_specific(host, rules.plain, lambda rule: self._exported_to(rule[1][0], client.namespace))
+        return _most_specific(host, rules.plain, lambda rule: self._is_exported(rule[1][0], client.namespace))
 
-    def _exported_to(self, resource: Resource[Any], namespace: str) -> bool:
+    def _is_exported(self, resource: Resource[Any], namespace: str) -> bool:
+        """``_exported_to``, answered once per rule and namespace."""
         key = (id(resource), namespace)
-        found = self._exported.get(key)
+        found = self._exports.get(key)
         if found is None:
-            found = self._exported[key] = _exported_to(resource, namespace)
+            found = self._exports[key] = _exported_to(resource, namespace)
         return found
 
     def all_rules(self) -> tuple[MergedDestinationRule, ...]:

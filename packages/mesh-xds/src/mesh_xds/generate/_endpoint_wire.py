@@ -57,11 +57,11 @@ _LB_ENDPOINT_FIELD: Final = (
     b"\x12%b\x0a%c\x0a%c\x0a%c\x12%c%b\x18%b%b\x1a%b%b"
     b"\x0a%c\x0a\x05istio\x12%c\x0a%c\x0a\x08workload\x12%c\x1a%c%b\x22%c%b"
 )
-"""A LocalityLbEndpoints.lb_endpoints field (2), its lengths of one byte but its own and its metadata's (given
-as varints): the LbEndpoint's endpoint (1)
-holding its address (1) whose socket_address (1) has address (2) and port_value (3); its health_status (2) as
-it is; its metadata (3), the mTLS entry as it is then :data:`_ISTIO_WORKLOAD`'s entry; and the tag, length and
-value of its load_balancing_weight (4)."""
+"""A LocalityLbEndpoints.lb_endpoints field (2) holding an LbEndpoint: its endpoint (1) holding its address (1)
+whose socket_address (1) has address (2) and port_value (3); its health_status (2) as it is; its metadata (3),
+the mTLS entry as it is then :data:`_ISTIO_WORKLOAD`'s entry; and the tag, length and value of its
+load_balancing_weight (4). The field's own length and the metadata's are given as varints; every other length
+is one byte."""
 _TWO_BYTES: Final = 0x4000
 """Numbers below this are varints of at most two bytes."""
 _ONE_BYTE_VARINTS: Final = tuple(bytes((value,)) for value in range(0x80))
@@ -129,8 +129,8 @@ def lb_endpoint_field(endpoint: Endpoint, port: int, mtls: bool) -> bytes:
         port: the port it serves the cluster's service port on.
         mtls: its metadata says ``tlsMode: istio`` (see :class:`~._endpoints.Member`).
     """
-    # Written for every endpoint of every cluster: the common case (a socket address and every length of one
-    # byte) is one formatting of :data:`_LB_ENDPOINT_FIELD`; anything else takes the general path.
+    # Written for every endpoint of every cluster: the common case (a socket address, a port and a workload
+    # string short enough for :data:`_LB_ENDPOINT_FIELD`) is one formatting; anything else takes the general path.
     text = endpoint.address
     workload = workload_label(endpoint).encode()
     status = endpoint.health

@@ -164,7 +164,7 @@ def _service_accounts(ctx: GenerationContext, service: Service) -> tuple[str, ..
         if endpoint.service_account
     }
     for account, namespace in accounts:
-        identity = account if account.startswith(SPIFFE_SCHEME) else _spiffe(ctx, account, namespace)
+        identity = _spiffe(ctx, account, namespace)
         if identity is not None:
             found.add(identity)
     return tuple(sorted(found))
