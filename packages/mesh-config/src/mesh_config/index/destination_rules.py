@@ -142,8 +142,8 @@ class DestinationRuleIndex:
         # Each rule as an answer, by the merged rule's id (the index holds every rule, so ids stay theirs).
         self._sourced: dict[int, Sourced[MergedDestinationRule | None]] = {}
         for rules in self._rules.values():
-            for merged, group in rules:
-                self._sourced[id(merged)] = Sourced(merged, tuple(resource.key for resource in group))
+            for merged, merged_from in rules:
+                self._sourced[id(merged)] = Sourced(merged, tuple(resource.key for resource in merged_from))
         self._exports: dict[tuple[int, str], bool] = {}  # by the id of a rule's first resource, and a namespace
 
     def lookup(
