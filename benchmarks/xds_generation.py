@@ -365,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the benchmark and record its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--services", type=int, default=1000, help="services in the mesh (default 1000)")
-    parser.add_argument("--rounds", type=int, default=7, help="generation rounds (default 7)")
+    parser.add_argument("--rounds", type=int, default=15, help="generation rounds (default 15)")
     parser.add_argument("--proxies", type=int, default=100, help="simulated clients (default 100)")
     parser.add_argument("--changes", type=int, default=10, help="VirtualService changes per controller (default 10)")
     parser.add_argument("--no-convergence", action="store_true", help="measure generation only")
