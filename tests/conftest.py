@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from mesh_ca import CertificateAuthority
 from mesh_config import InMemoryConfigStore, MeshConfig, load_text
+from mesh_harness import Mesh as HarnessMesh
 from mesh_model import Endpoint, InMemoryRegistry, Protocol, Service, ServicePort, SpiffeId, TlsMode
 from mesh_xds import InMemorySecretProvider, SdsServer, TlsSecret, XdsServer
 from mesh_xds.bootstrap import DiscoveryAddress, EnvoyBootstrapOptions, NodeIdentity, envoy_bootstrap
@@ -372,3 +373,13 @@ async def apply(mesh: Mesh) -> AsyncIterator[Callable[[str], Awaitable[None]]]:
     """``await apply(yaml)``: the test's config on the module's ``mesh``, in force; removed after the test."""
     yield mesh.apply
     await mesh.apply("")
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def config(mesh: HarnessMesh) -> AsyncIterator[list[str]]:
+    """Names of configs a test applies to a :class:`mesh_harness.Mesh`; removed (and pushed) after the test."""
+    names: list[str] = []
+    yield names
+    for name in reversed(names):
+        if name in mesh.applied:
+            await mesh.remove(name)

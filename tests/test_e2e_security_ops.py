@@ -111,16 +111,6 @@ async def mesh() -> AsyncIterator[Mesh]:
     assert left == (), f"left behind after the teardown: {left}"
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def config(mesh: Mesh) -> AsyncIterator[list[str]]:
-    """Names of configs a test applies; removed (and the removal pushed) after the test."""
-    names: list[str] = []
-    yield names
-    for name in reversed(names):
-        if name in mesh.applied:
-            await mesh.remove(name)
-
-
 async def _plaintext(mesh: Mesh, version: str = "v1") -> Response:
     """A request from outside the mesh, in plaintext, straight to a backend workload's inbound listener."""
     backend = mesh.workload(f"backend-{version}")

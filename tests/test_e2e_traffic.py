@@ -78,16 +78,6 @@ async def mesh() -> AsyncIterator[Mesh]:
     assert left == (), f"left behind after the teardown: {left}"
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def config(mesh: Mesh) -> AsyncIterator[list[str]]:
-    """Names of configs a test applies; removed (and the removal pushed) after the test."""
-    names: list[str] = []
-    yield names
-    for name in reversed(names):
-        if name in mesh.applied:
-            await mesh.remove(name)
-
-
 async def _versions(mesh: Mesh, count: int, **kwargs: object) -> Counter[str | None]:
     answers = [await mesh.request("client", "backend", **kwargs) for _ in range(count)]  # type: ignore[arg-type]
     assert {answer.status for answer in answers} == {200}, [answer.summary() for answer in answers]
